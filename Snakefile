@@ -1,0 +1,57 @@
+# tailstudy: the controlled study of CLIP's robustness to pre-training data imbalance, end to end.
+#
+# results/
+#   run_table.tsv, study_runs.tsv     every run (id, factors, resolved recipe); study membership
+#   specs/{kind}/{name}.json          resolved specs of datasets, variants, figures, claims
+#   data/{dataset}/                   index.parquet, classes.tsv, manifest.json, shards/*.tar
+#   variants/{variant}/               index.parquet, counts.tsv, manifest.json (a view, no copies)
+#   runs/{run}/config.json            the run's resolved config: the trigger of its training
+#   runs/{run}/model.pt, train_log.jsonl   final weights, per-epoch metrics (ckpt/ is undeclared)
+#   eval/{run}/                       summary.json, per_class.tsv, confusion.npz
+#   tables/{study}.tsv                one row per run: factors and statistics
+#   figures/{fig}.pdf|png|csv         figures and the numbers they plot
+#   claims.tsv                        the study's findings checked seed by seed
+#   logs/{rule}/{wildcards}.log, benchmarks/{rule}/{wildcards}.tsv
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules:
+    all_figures,
+    all,
+    write_spec,
+    write_run_config,
+    write_run_table,
+    collect_study,
+    render_figure,
+    check_claims,
+
+
+rule all_figures:
+    default_target: True
+    input:
+        all_figure_files(),
+        "results/claims.tsv",
+
+
+rule all:
+    input:
+        rules.all_figures.input,
+        "results/run_table.tsv",
+        expand("results/data/{dataset}/manifest.json", dataset=DATASETS),

@@ -1,0 +1,3 @@
+from tailstudy.cli import main
+
+raise SystemExit(main())

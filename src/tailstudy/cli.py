@@ -1,0 +1,177 @@
+"""Command line: ``python -m tailstudy <command> ...`` — thin adapters over the package.
+
+Every workflow step is one of these commands, so each can also be run by hand on a compute node.
+Errors caused by input are printed as one line (``error: ...``) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tailstudy.io import UserError, read_json, write_json
+
+log = logging.getLogger("tailstudy")
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def cmd_dataset(a: argparse.Namespace) -> None:
+    spec = read_json(a.spec)
+    ds = spec["dataset"]
+    if ds["source"] != "embedded":
+        raise UserError(f"dataset {spec['name']}: source {ds['source']!r} cannot be built here")
+    from tailstudy.world import World, build_dataset
+
+    world_spec = spec.get("world")
+    if not world_spec:
+        raise UserError("embedded datasets need a 'world' block in the configuration")
+    params = {k: v for k, v in ds.items() if k != "source"}
+    build_dataset(World(world_spec), params, a.out, spec["name"])
+
+
+def cmd_variant(a: argparse.Namespace) -> None:
+    from tailstudy.data.variants import build_variant
+
+    spec = read_json(a.spec)
+    m = build_variant(a.dataset, spec["variant"], a.out, spec["name"])
+    log.info("variant %s: %d rows, %d/%d classes non-empty", m["variant"], m["n_rows"],
+             m["nonzero_classes"], m["n_classes"])  # fmt: skip
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    _threads(a.threads)
+    from tailstudy.config import RunConfig
+    from tailstudy.data.loader import load_split
+    from tailstudy.train.loop import fit
+
+    cfg = RunConfig.load(a.config)
+    data = load_split(a.dataset, a.index)
+    fit(cfg, data, a.out, a.ckpt_dir, a.text_checkpoint, a.device, a.keep_ckpt)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    _threads(a.threads)
+    import numpy as np
+
+    from tailstudy.config import RunConfig
+    from tailstudy.data.loader import load_split
+    from tailstudy.data.variants import read_counts
+    from tailstudy.evaluate.classify import evaluate
+    from tailstudy.evaluate.report import write_eval
+    from tailstudy.train.loop import resolve_device
+
+    cfg = RunConfig.load(a.config)
+    data = load_split(a.dataset, progress=False)
+    counts = read_counts(a.train_counts)
+    if counts["name"].tolist() != data.classes["name"].tolist():
+        raise UserError(f"{a.train_counts} and the evaluation set list different classes")
+    summary, arrays = evaluate(cfg, a.model, data, counts["count"].to_numpy(np.int64),
+                               resolve_device(a.device))  # fmt: skip
+    write_eval(a.out, cfg, summary, arrays, data.classes)
+    log.info("run %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f", cfg.run_id,
+             summary["top1"], summary["rho_acc"], summary["rho_pred"])  # fmt: skip
+
+
+def cmd_collect(a: argparse.Namespace) -> None:
+    from tailstudy.analysis.collect import collect
+
+    collect(a.study, a.evals, a.out)
+
+
+def cmd_plot(a: argparse.Namespace) -> None:
+    from tailstudy.figures import render
+
+    render(read_json(a.spec), a.tables, a.eval_root, a.out)
+
+
+def cmd_claims(a: argparse.Namespace) -> None:
+    from tailstudy.analysis.claims import evaluate_claims
+
+    evaluate_claims(read_json(a.spec)["claims"], a.tables, a.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tailstudy", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("dataset", help="generate an embedded dataset from its spec")
+    s.add_argument("--spec", required=True, help="JSON: {name, world, dataset}")
+    s.add_argument("--out", required=True, type=Path, help="dataset folder")
+    s.set_defaults(func=cmd_dataset)
+
+    s = sub.add_parser("variant", help="build a dataset variant (an index over the dataset)")
+    s.add_argument("--spec", required=True, help="JSON: {name, variant}")
+    s.add_argument("--dataset", required=True, type=Path, help="dataset folder")
+    s.add_argument("--out", required=True, type=Path, help="variant folder")
+    s.set_defaults(func=cmd_variant)
+
+    s = sub.add_parser("train", help="train one run from its config.json")
+    s.add_argument("--config", required=True, help="results/runs/{run}/config.json")
+    s.add_argument("--dataset", required=True, type=Path, help="dataset folder (the shards)")
+    s.add_argument("--index", required=True, type=Path, help="variant index.parquet")
+    s.add_argument("--out", required=True, type=Path, help="writes model.pt, train_log.jsonl")
+    s.add_argument("--ckpt-dir", required=True, type=Path, help="resumable checkpoints")
+    s.add_argument("--text-checkpoint", help="model.pt holding the pre-trained text tower")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
+    s.add_argument("--threads", type=int, help="torch CPU threads")
+    s.add_argument("--keep-ckpt", action="store_true", help="keep checkpoints after success")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="evaluate one trained run")
+    s.add_argument("--config", required=True)
+    s.add_argument("--model", required=True, help="model.pt")
+    s.add_argument("--dataset", required=True, type=Path, help="evaluation dataset folder")
+    s.add_argument("--train-counts", required=True, help="label counts of the training variant")
+    s.add_argument("--out", required=True, type=Path, help="evaluation folder")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("collect", help="gather a study's evaluations into one table")
+    s.add_argument("--study", required=True)
+    s.add_argument("--evals", nargs="+", required=True, type=Path, help="evaluation folders")
+    s.add_argument("--out", required=True, type=Path)
+    s.set_defaults(func=cmd_collect)
+
+    s = sub.add_parser("plot", help="draw one figure")
+    s.add_argument("--spec", required=True, help="figure spec JSON")
+    s.add_argument("--tables", nargs="+", required=True, type=Path, help="study tables")
+    s.add_argument("--eval-root", required=True, type=Path, help="results/eval")
+    s.add_argument("--out", required=True, type=Path, help="figure .pdf (.png, .csv beside it)")
+    s.set_defaults(func=cmd_plot)
+
+    s = sub.add_parser("claims", help="check the study's claims seed by seed")
+    s.add_argument("--spec", required=True, help="claims spec JSON")
+    s.add_argument("--tables", nargs="+", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path)
+    s.set_defaults(func=cmd_claims)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "freq":
+        from tailstudy.freq.cli import main as freq_main
+
+        return freq_main(argv[1:])
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+__all__ = ["main", "write_json"]

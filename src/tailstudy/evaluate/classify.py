@@ -1,0 +1,89 @@
+"""Evaluation of a trained run: CLIP zero-shot (80 OpenAI templates) or SL nearest prototype."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tailstudy.concepts import openai_templates
+from tailstudy.config import RunConfig
+from tailstudy.data.augment import normalize, resize_center_crop, to_float
+from tailstudy.data.loader import InMemorySet
+from tailstudy.evaluate.metrics import confusion_matrix, per_class, summarize
+from tailstudy.io import UserError
+from tailstudy.models import factory
+
+log = logging.getLogger("tailstudy.evaluate")
+
+TEMPLATES = {"openai80": openai_templates, "plain": lambda: (lambda c: c,)}
+SL_EVAL_RESIZE = 256 / 224  # SL: Resize 256 → CenterCrop 224; CLIP: resize to the crop size
+
+
+def zero_shot_classifier(model, tokenizer, class_names, templates: str, device) -> torch.Tensor:
+    """open_clip's zero-shot classifier: [D, C], columns = normalised mean template embeddings."""
+    import open_clip
+
+    if templates not in TEMPLATES:
+        raise UserError(f"unknown template set {templates!r}; expected one of {sorted(TEMPLATES)}")
+    return open_clip.build_zero_shot_classifier(
+        model,
+        tokenizer=tokenizer,
+        classnames=class_names,
+        templates=TEMPLATES[templates](),
+        num_classes_per_batch=max(1, 4096 // 80),
+        device=device,
+    )
+
+
+def load_run_model(model_path: str, cfg: RunConfig, num_classes: int) -> torch.nn.Module:
+    state = torch.load(model_path, map_location="cpu", weights_only=True)
+    if cfg.objective == "clip":
+        model = factory.create_clip(cfg.arch)
+    else:
+        head = state["model"]["head"]
+        model = factory.create_sl(
+            cfg.arch, num_classes, head if cfg.recipe.head == "frozen" else None
+        )
+    model.load_state_dict(state["model"], strict=True)
+    return model.eval()
+
+
+@torch.no_grad()
+def evaluate(
+    cfg: RunConfig, model_path: str, data: InMemorySet, train_counts: np.ndarray, device, batch=512
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Return (summary, arrays) where arrays hold the confusion matrix and per-class stats."""
+    c = data.num_classes
+    if len(train_counts) != c:
+        raise UserError(
+            f"run {cfg.run_id} was trained on {len(train_counts)} classes but the evaluation set "
+            f"has {c}: evaluate on a set with the same label space"
+        )
+    model = load_run_model(model_path, cfg, c).to(device)
+    names = data.classes["name"].tolist()
+    if cfg.objective == "clip":
+        tokenizer = factory.get_tokenizer(cfg.arch)
+        weights = zero_shot_classifier(model, tokenizer, names, cfg.eval_templates, device)
+        encode, resize = model.encode_image, 1.0
+    else:
+        weights = model.prototypes().T  # nearest prototype over the full head
+        encode, resize = model.features, SL_EVAL_RESIZE
+    size = data.images.shape[1]
+    preds, top5 = [], 0
+    for i in range(0, len(data), batch):
+        x = resize_center_crop(to_float(data.images[i : i + batch]), size, resize)
+        f = F.normalize(encode(normalize(x).to(device)), dim=-1)
+        logits = 100.0 * f @ weights
+        k = min(5, c)
+        topk = logits.topk(k, dim=-1).indices.cpu()
+        y = data.labels[i : i + batch]
+        top5 += int((topk == y[:, None]).any(1).sum())
+        preds.append(topk[:, 0])
+    preds = torch.cat(preds).numpy()
+    conf = confusion_matrix(data.labels.numpy(), preds, c)
+    summary = summarize(conf, train_counts, top5)
+    pc = per_class(conf)
+    return summary, {"confusion": conf, "acc": pc["acc"], "pred": pc["pred"], "freq": train_counts}

@@ -1,0 +1,58 @@
+"""Fig. 11a: Pearson (linear) vs Spearman correlation of per-class accuracy and number of
+predictions with training-set class frequency, for the selected SL and CLIP runs.
+
+Each selected series uses its lowest-seed run; panels show per-class points against frequency
+(linear axis) with Pearson r, Pearson r on log10(f+1), and Spearman ρ in the title.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tailstudy.analysis.claims import select
+from tailstudy.evaluate.metrics import pearson, pearson_log, spearman
+from tailstudy.io import UserError
+
+
+def plot(table: pd.DataFrame, spec: dict, eval_root):
+    import matplotlib.pyplot as plt
+
+    chosen = spec.get("select") or {}
+    if not chosen:
+        raise UserError("the pearson-spearman plot needs a 'select' block naming its series")
+    frames = []
+    for label, flt in chosen.items():
+        rows = select(table, flt).sort_values("seed")
+        if rows.empty:
+            raise UserError(f"figure series {label}: no run matches {flt}")
+        run = rows.iloc[0]["run_id"]
+        pc = pd.read_csv(eval_root / run / "per_class.tsv", sep="\t")
+        pc.insert(0, "series", label)
+        pc.insert(1, "run_id", run)
+        frames.append(pc)
+    data = pd.concat(frames, ignore_index=True)
+    stats_rows = []
+    fig, axes = plt.subplots(2, len(chosen), figsize=(4.2 * len(chosen), 7), squeeze=False)
+    for j, label in enumerate(chosen):
+        d = data[data["series"] == label]
+        for i, stat in enumerate(["acc", "pred"]):
+            r, rl, rho = (
+                pearson(d["freq"], d[stat]),
+                pearson_log(d["freq"], d[stat]),
+                spearman(d["freq"], d[stat]),
+            )
+            stats_rows.append({"series": label, "stat": stat, "pearson": r, "pearson_log": rl,
+                               "spearman": rho})  # fmt: skip
+            ax = axes[i, j]
+            ax.scatter(d["freq"], d[stat], s=12, alpha=0.7,
+                       color="tab:blue" if label.upper().startswith("SL") else "tab:orange")  # fmt: skip
+            ax.set_title(f"{label} {'acc' if stat == 'acc' else '#pred'}\n"
+                         f"Pearson {r:.2f} · log {rl:.2f} · Spearman {rho:.2f}", fontsize=9)  # fmt: skip
+            ax.set_xlabel("training-set class frequency")
+            ax.set_ylabel("per-class accuracy" if stat == "acc" else "# predictions")
+    fig.tight_layout()
+    st = pd.DataFrame(stats_rows)
+    wide = st.pivot(index="series", columns="stat", values=["pearson", "pearson_log", "spearman"])
+    wide.columns = [f"{a}_{b}" for a, b in wide.columns]
+    data = data.merge(wide.reset_index(), on="series")
+    return fig, data

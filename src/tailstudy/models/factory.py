@@ -1,0 +1,151 @@
+"""Model construction: open_clip CLIP models and the supervised prototype classifier.
+
+Architectures are open_clip model configs. The project registers its own small presets
+(``models/presets/*.json``, e.g. ``RN-tiny`` for the embedded world) next to open_clip's built-in
+ones (``RN50`` at paper scale), so every model is created through ``open_clip.create_model``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Text-tower parameters of an open_clip CLIP (the "head" that frozen/init modes load).
+TEXT_TOWER_PREFIXES = (
+    "token_embedding.",
+    "positional_embedding",
+    "transformer.",
+    "ln_final.",
+    "text_projection",
+)
+
+
+@cache
+def register_presets() -> tuple[str, ...]:
+    """Register the project's open_clip model configs; returns their names."""
+    import open_clip
+
+    names = []
+    for entry in files("tailstudy.models").joinpath("presets").iterdir():
+        if entry.name.endswith(".json"):
+            open_clip.add_model_config(str(entry))
+            names.append(entry.name[: -len(".json")])
+    return tuple(sorted(names))
+
+
+def create_clip(arch: str) -> nn.Module:
+    """A randomly initialised open_clip CLIP model of architecture ``arch``."""
+    import open_clip
+
+    register_presets()
+    if arch not in open_clip.list_models():
+        raise ValueError(f"unknown architecture {arch!r}; open_clip knows e.g. RN50, RN-tiny")
+    return open_clip.create_model(arch, pretrained=None)
+
+
+def get_tokenizer(arch: str):
+    import open_clip
+
+    register_presets()
+    return open_clip.get_tokenizer(arch)
+
+
+def text_tower_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The text-tower entries of a CLIP state dict (``logit_scale`` and vision excluded)."""
+    return {k: v for k, v in state.items() if k.startswith(TEXT_TOWER_PREFIXES)}
+
+
+def load_text_tower(model: nn.Module, state: dict[str, torch.Tensor], freeze: bool) -> None:
+    """Load a text tower into ``model`` (strict over the text keys); optionally freeze it."""
+    text = text_tower_state(state)
+    own = text_tower_state(model.state_dict())
+    missing = sorted(set(own) - set(text))
+    unexpected = sorted(set(text) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"text tower does not match the architecture (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}): use the same model preset as the source run"
+        )
+    for k, v in text.items():
+        if own[k].shape != v.shape:
+            raise ValueError(f"text tower key {k}: shape {tuple(v.shape)} != {tuple(own[k].shape)}")
+    model.load_state_dict(text, strict=False)
+    if freeze:
+        for name, p in model.named_parameters():
+            if name.startswith(TEXT_TOWER_PREFIXES):
+                p.requires_grad_(False)
+
+
+def pretrained_text_state(source: dict) -> dict[str, torch.Tensor]:
+    """The state dict holding a pre-trained text tower.
+
+    ``source`` is either ``{"checkpoint": path}`` (a ``model.pt`` written by this project's
+    trainer, or any file holding an open_clip state dict) or ``{"open_clip": arch, "pretrained":
+    tag}`` (weights through open_clip's own pretrained registry, paper scale).
+    """
+    if "checkpoint" in source:
+        obj = torch.load(source["checkpoint"], map_location="cpu", weights_only=True)
+        return obj["model"] if isinstance(obj, dict) and "model" in obj else obj
+    import open_clip
+
+    register_presets()
+    model = open_clip.create_model(source["open_clip"], pretrained=source["pretrained"])
+    return model.state_dict()
+
+
+@torch.no_grad()
+def encode_prompts(
+    model: nn.Module, tokenizer, prompts: list[str], batch: int = 256
+) -> torch.Tensor:
+    """L2-normalised text embeddings of ``prompts`` (N, D)."""
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(prompts), batch):
+        out.append(
+            F.normalize(model.encode_text(tokenizer(prompts[i : i + batch]).to(device)), dim=-1)
+        )
+    return torch.cat(out)
+
+
+class PrototypeClassifier(nn.Module):
+    """Supervised model: CLIP's vision tower + an L2-normalised prototype head (no bias).
+
+    ``logits = exp(t) * normalize(f) @ normalize(W).T``, t learnable (clamped to ln 100 by the
+    trainer), W either learnable (random init N(0, D^-1/2)) or a fixed buffer of class-prompt
+    embeddings from a frozen text tower.
+    """
+
+    def __init__(self, visual: nn.Module, num_classes: int, dim: int, prototypes=None):
+        super().__init__()
+        self.visual = visual
+        if prototypes is None:
+            self.head = nn.Parameter(torch.randn(num_classes, dim) * dim**-0.5)
+        else:
+            if tuple(prototypes.shape) != (num_classes, dim):
+                raise ValueError(f"prototypes {tuple(prototypes.shape)} != ({num_classes}, {dim})")
+            self.register_buffer("head", prototypes.detach().clone().float())
+        self.logit_scale = nn.Parameter(torch.tensor(2.6592600))  # ln(1/0.07)
+
+    @property
+    def frozen_head(self) -> bool:
+        return not isinstance(self.head, nn.Parameter)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.visual(images)
+
+    def prototypes(self) -> torch.Tensor:
+        return F.normalize(self.head, dim=-1)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (normalised features, normalised prototypes); the loss picks the vocabulary."""
+        return F.normalize(self.features(images), dim=-1), self.prototypes()
+
+
+def create_sl(arch: str, num_classes: int, prototypes: torch.Tensor | None = None) -> nn.Module:
+    clip = create_clip(arch)
+    dim = clip.text_projection.shape[1] if prototypes is None else prototypes.shape[1]
+    return PrototypeClassifier(clip.visual, num_classes, dim, prototypes)

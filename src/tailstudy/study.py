@@ -1,0 +1,225 @@
+"""From a study configuration to the run table — pure functions, no Snakemake.
+
+``config.yaml`` declares *studies*, not runs: each study is a list of grids over
+``variant × model × recipe × seed``. ``expand(config)`` turns every grid into runs with
+deterministic ids ``<variant>_<model>_<recipe>_s<seed>``, de-duplicates runs shared between
+studies, adds the runs that others depend on (a run whose text tower comes from another run), and
+records which study holds which run. ``check(config)`` catches every cross-reference error with a
+one-line message before any job starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+from tailstudy.config import RunConfig, recipe_from_dict
+from tailstudy.io import UserError
+
+RUN_ID = re.compile(r"^[a-z0-9-]+(_[a-z0-9-]+)*$")
+GRID_AXES = ("variant", "model", "recipe", "seed")
+TEMPLATE_CAPTIONS = "template"  # caption kind of variants without natural-language fields
+CLIP_ONLY = ("text_tower",)
+SL_ONLY = ("head", "vocab_size", "vocab_weighting", "vocab_group")
+
+
+def run_id(variant: str, model: str, recipe: str, seed: int) -> str:
+    return f"{variant}_{model}_{recipe}_s{seed}"
+
+
+def resolve_recipe(config: dict, name: str) -> dict:
+    """A recipe's own keys over those of the recipes it ``extends`` (single inheritance)."""
+    recipes = config.get("recipes", {})
+    chain, cur = [], name
+    while cur is not None:
+        if cur not in recipes:
+            where = f"recipe {chain[-1]} extends" if chain else "a study names recipe"
+            raise UserError(
+                f"{where} unknown recipe {cur!r}; defined: {', '.join(sorted(recipes))}"
+            )
+        if cur in chain:
+            raise UserError(f"recipe {name}: circular 'extends' chain {' -> '.join(chain + [cur])}")
+        chain.append(cur)
+        cur = recipes[cur].get("extends")
+    merged: dict = {}
+    for r in reversed(chain):
+        merged.update({k: v for k, v in recipes[r].items() if k not in ("extends", "label")})
+    return merged
+
+
+def _grids(config: dict, study: str) -> list[dict]:
+    grids = config["studies"][study]
+    return grids if isinstance(grids, list) else [grids]
+
+
+def check(config: dict) -> None:
+    """Cross-reference checks that JSON Schema cannot express. Raises UserError (one line)."""
+    datasets, variants = config.get("datasets", {}), config.get("variants", {})
+    models, studies = config.get("models", {}), config.get("studies", {})
+    encoders = config.get("text_encoders", {})
+    for v, spec in variants.items():
+        if spec["dataset"] not in datasets:
+            raise UserError(f"variant {v} uses unknown dataset {spec['dataset']!r}")
+    ev = config.get("evaluation", {}).get("dataset")
+    if ev not in datasets:
+        raise UserError(f"evaluation.dataset {ev!r} is not a declared dataset")
+    for name in config.get("recipes", {}):
+        r = resolve_recipe(config, name)
+        recipe_from_dict(r, name)  # types and unknown keys
+        enc = r.get("text_encoder")
+        if enc is not None and enc not in encoders:
+            raise UserError(f"recipe {name} uses unknown text_encoder {enc!r}")
+    for study in studies:
+        for grid in _grids(config, study):
+            for axis, known in (("variant", variants), ("model", models)):
+                for value in grid[axis]:
+                    if value not in known:
+                        raise UserError(f"study {study} names unknown {axis} {value!r}")
+            for value in grid["recipe"]:
+                resolve_recipe(config, value)
+            for m, rname in itertools.product(grid["model"], grid["recipe"]):
+                _check_recipe_fits(config, m, rname, study)
+    for enc, spec in encoders.items():
+        if "run" in spec:
+            ref = spec["run"]
+            for axis, known in (("variant", variants), ("model", models)):
+                if ref[axis] not in known:
+                    raise UserError(f"text encoder {enc} names unknown {axis} {ref[axis]!r}")
+            resolve_recipe(config, ref["recipe"])
+            if models[ref["model"]]["objective"] != "clip":
+                raise UserError(f"text encoder {enc} must come from a CLIP run")
+    for fig, spec in config.get("figures", {}).items():
+        for s in spec["studies"]:
+            if s not in studies:
+                raise UserError(f"figure {fig} needs unknown study {s!r}")
+    for claim in config.get("claims", []):
+        if claim["study"] not in studies:
+            raise UserError(f"claim {claim['id']} uses unknown study {claim['study']!r}")
+    expand(config)  # id grammar, uniqueness, dependency resolution
+
+
+def _check_recipe_fits(config: dict, model: str, recipe: str, where: str) -> None:
+    objective = config["models"][model]["objective"]
+    r = resolve_recipe(config, recipe)
+    wrong = SL_ONLY if objective == "clip" else CLIP_ONLY
+    bad = [k for k in wrong if k in r]
+    if bad:
+        raise UserError(
+            f"{where}: recipe {recipe} sets {', '.join(bad)}, which a {objective} model ignores"
+        )
+    needs_text = r.get("text_tower") in ("frozen", "init") or r.get("head") == "frozen"
+    if needs_text and not r.get("text_encoder"):
+        raise UserError(f"{where}: recipe {recipe} needs a text_encoder for its frozen text/head")
+
+
+@dataclass
+class RunTable:
+    runs: dict[str, RunConfig] = field(default_factory=dict)  # run_id -> config, sorted
+    studies: dict[str, list[str]] = field(default_factory=dict)  # study -> run ids
+    depends: dict[str, str] = field(default_factory=dict)  # run_id -> run whose model it needs
+
+    def rows(self) -> list[dict]:
+        """One flat row per run (for results/run_table.tsv)."""
+        out = []
+        for rid, cfg in self.runs.items():
+            row = {"run_id": rid, **cfg.factors, "depends_on": self.depends.get(rid, "")}
+            row.update({f"recipe.{k}": v for k, v in cfg.to_dict()["recipe"].items()})
+            out.append(row)
+        return out
+
+    def study_of(self) -> list[tuple[str, str]]:
+        return [(s, r) for s, runs in self.studies.items() for r in runs]
+
+
+def _make_run(config: dict, variant: str, model: str, recipe: str, seed: int) -> RunConfig:
+    rid = run_id(variant, model, recipe, seed)
+    if not RUN_ID.match(rid):
+        raise UserError(f"run id {rid!r} is malformed: names must match ^[a-z0-9-]+$")
+    r = recipe_from_dict(resolve_recipe(config, recipe), recipe)
+    m = config["models"][model]
+    v = config["variants"][variant]
+    ev = config["evaluation"]
+    text_source = None
+    if r.text_encoder is not None:
+        enc = config["text_encoders"][r.text_encoder]
+        if "run" in enc:
+            ref = enc["run"]
+            text_source = {"run": run_id(ref["variant"], ref["model"], ref["recipe"], ref["seed"])}
+        else:
+            text_source = {"open_clip": enc["open_clip"], "pretrained": enc["pretrained"]}
+    caption = v.get("captions", {})
+    factors = {
+        "variant": variant,
+        "model": model,
+        "recipe": recipe,
+        "seed": seed,
+        "objective": m["objective"],
+        "arch": m["arch"],
+        "dataset": v["dataset"],
+        "variant_label": v.get("label", variant),
+        "caption_kind": (
+            "identity"
+            if not caption
+            else TEMPLATE_CAPTIONS
+            if not caption.get("fields")
+            else "natural"
+        ),
+        "recipe_label": config["recipes"][recipe].get("label", recipe),
+        "text_tower": r.text_tower if m["objective"] == "clip" else "",
+        "head": r.head if m["objective"] == "sl" else "",
+        "vocab_size": (r.vocab_size or 0) if m["objective"] == "sl" else 0,
+        "vocab_weighting": r.vocab_weighting if m["objective"] == "sl" and r.vocab_size else "",
+    }
+    return RunConfig(
+        run_id=rid,
+        scale=config["scale"],
+        objective=m["objective"],
+        arch=m["arch"],
+        dataset=v["dataset"],
+        variant=variant,
+        seed=seed,
+        eval_dataset=ev["dataset"],
+        eval_templates=ev["templates"],
+        recipe_name=recipe,
+        recipe=r,
+        text_source=text_source,
+        factors=factors,
+    )
+
+
+def expand(config: dict) -> RunTable:
+    """Expand every study into runs (de-duplicated), plus the runs they depend on."""
+    table = RunTable()
+    runs: dict[str, RunConfig] = {}
+    for study in sorted(config.get("studies", {})):
+        members = []
+        for grid in _grids(config, study):
+            for v, m, r, s in itertools.product(*(grid[a] for a in GRID_AXES)):
+                cfg = _make_run(config, v, m, r, s)
+                runs.setdefault(cfg.run_id, cfg)
+                if cfg.run_id not in members:
+                    members.append(cfg.run_id)
+        table.studies[study] = members
+    pending = list(runs.values())
+    while pending:  # dependencies (pre-training runs of frozen text towers), transitively
+        cfg = pending.pop()
+        if cfg.text_source and "run" in cfg.text_source:
+            dep = cfg.text_source["run"]
+            table.depends[cfg.run_id] = dep
+            if dep not in runs:
+                enc = config["text_encoders"][cfg.recipe.text_encoder]["run"]
+                runs[dep] = _make_run(
+                    config, enc["variant"], enc["model"], enc["recipe"], enc["seed"]
+                )
+                pending.append(runs[dep])
+            if dep == cfg.run_id:
+                raise UserError(f"run {dep} would need its own text tower")
+    table.runs = dict(sorted(runs.items()))
+    return table
+
+
+def figure_runs(config: dict, table: RunTable, figure: str) -> list[str]:
+    """Every run a figure needs (its studies' runs), sorted."""
+    spec = config["figures"][figure]
+    return sorted({r for s in spec["studies"] for r in table.studies[s]})

@@ -1,0 +1,49 @@
+"""Shared fixtures: a small hand-made dataset in the project's on-disk format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tailstudy.concepts import concept_subset
+
+
+def make_dataset(root, n_classes=6, per_class=(30, 20, 12, 8, 5, 3), seed=0, size=32):
+    """Images whose colour encodes the class; captions name the class and its colour."""
+    rng = np.random.default_rng(seed)
+    concepts = concept_subset("imagenet100")[:n_classes]
+    colours = rng.integers(0, 255, (n_classes, 3))
+    rows, images = [], []
+    for c, n in enumerate(per_class[:n_classes]):
+        for i in range(n):
+            img = np.clip(colours[c] + rng.normal(0, 20, (size, size, 3)), 0, 255)
+            images.append(img.astype(np.uint8))
+            rows.append(
+                {
+                    "key": f"s{c:02d}{i:04d}",
+                    "label": c,
+                    "caption": f"{concepts[c].name} colour {c}",
+                    "title": concepts[c].name if i % 3 else "",
+                    "tags": [concepts[c].lemmas[0], "photo"] if i % 4 else [],
+                    "description": f"a thing of colour {c}" if i % 2 else "",
+                }
+            )
+    order = rng.permutation(len(rows))
+    from tailstudy.data.format import write_dataset
+
+    write_dataset(
+        root,
+        root.name,
+        pd.DataFrame(rows).iloc[order].reset_index(drop=True),
+        np.stack(images)[order],
+        [(c.wnid, c.name) for c in concepts],
+        {"kind": "test"},
+        shard_size=40,
+    )
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    return make_dataset(tmp_path / "tiny")

@@ -1,0 +1,55 @@
+# Datasets and their variants.
+
+
+rule write_spec:
+    """Materialise one step's resolved spec; rewritten only when its content changes."""
+    output:
+        "results/specs/{kind}/{name}.json",
+    log:
+        "results/logs/write_spec/{kind}/{name}.log",
+    params:
+        spec=spec_of,
+    run:
+        write_if_changed(output[0], json.dumps(params.spec, indent=2, sort_keys=True) + "\n")
+
+
+rule build_dataset:
+    """Generate (embedded) a dataset: webdataset shards + index.parquet + classes + manifest."""
+    input:
+        spec="results/specs/datasets/{dataset}.json",
+    output:
+        manifest="results/data/{dataset}/manifest.json",
+        index="results/data/{dataset}/index.parquet",
+        classes="results/data/{dataset}/classes.tsv",
+    log:
+        "results/logs/build_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/build_dataset/{dataset}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    resources:
+        mem_mb=4000,
+    shell:
+        "python -m tailstudy dataset --spec {input.spec} --out results/data/{wildcards.dataset}"
+        " > {log} 2>&1"
+
+
+rule build_variant:
+    """A dataset variant: an index (key, label, caption) over the dataset plus label counts."""
+    input:
+        spec="results/specs/variants/{variant}.json",
+        dataset=variant_dataset,
+    output:
+        index="results/variants/{variant}/index.parquet",
+        counts="results/variants/{variant}/counts.tsv",
+        manifest="results/variants/{variant}/manifest.json",
+    log:
+        "results/logs/build_variant/{variant}.log",
+    conda:
+        "../../envs/train.yaml"
+    resources:
+        mem_mb=4000,
+    shell:
+        "python -m tailstudy variant --spec {input.spec}"
+        " --dataset $(dirname {input.dataset}) --out results/variants/{wildcards.variant}"
+        " > {log} 2>&1"

@@ -1,0 +1,40 @@
+# Training: one job per run of the run table.
+
+
+rule write_run_config:
+    """The run's resolved config; rewritten only when it changes, so it alone triggers retraining."""
+    output:
+        "results/runs/{run}/config.json",
+    log:
+        "results/logs/write_run_config/{run}.log",
+    params:
+        cfg=run_config,
+    run:
+        write_if_changed(output[0], params.cfg)
+
+
+rule train_model:
+    """Train one run (CLIP or SL). Checkpoints go to ckpt/ (not an output): a retry resumes."""
+    input:
+        unpack(train_inputs),
+    output:
+        model="results/runs/{run}/model.pt",
+        log="results/runs/{run}/train_log.jsonl",
+    log:
+        "results/logs/train_model/{run}.log",
+    benchmark:
+        "results/benchmarks/train_model/{run}.tsv"
+    retries: 1
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=train_runtime,
+    params:
+        text=text_checkpoint_arg,
+    shell:
+        "python -m tailstudy train --config {input.config} --index {input.index}"
+        " --dataset $(dirname {input.dataset}) {params.text}"
+        " --out results/runs/{wildcards.run} --ckpt-dir results/runs/{wildcards.run}/ckpt"
+        " --threads {threads} > {log} 2>&1"
