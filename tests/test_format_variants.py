@@ -45,7 +45,9 @@ def test_natural_language_variants(tiny_dataset, fields):
         body = caption_body(src.title, src.tags, src.description, fields)
         assert row.caption == f"{names[row.label]} {body}".strip()
     noprefix = build_captions(index, classes, {"fields": fields, "prefix": False})
-    expected = sum(bool(caption_body(r.title, r.tags, r.description, fields)) for r in index.itertuples())
+    expected = sum(
+        bool(caption_body(r.title, r.tags, r.description, fields)) for r in index.itertuples()
+    )
     assert len(noprefix) == expected  # rows with empty bodies are dropped
 
 

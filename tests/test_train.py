@@ -41,8 +41,10 @@ def test_clip_fit_and_frozen_text_tower(tiny_dataset, tmp_path):
     assert (tmp_path / "a" / "model.pt").exists() and not (tmp_path / "a" / "ckpt").exists()
     src = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["model"]
     cfg = RunConfig.from_dict(
-        {**run_config("clip", text_tower="frozen", text_encoder="x").to_dict(),
-         "text_source": {"run": "a"}}  # fmt: skip
+        {
+            **run_config("clip", text_tower="frozen", text_encoder="x").to_dict(),
+            "text_source": {"run": "a"},
+        }  # fmt: skip
     )
     fit(cfg, data, tmp_path / "b", tmp_path / "b" / "ckpt", str(tmp_path / "a" / "model.pt"), "cpu")
     out = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
@@ -53,7 +55,9 @@ def test_clip_fit_and_frozen_text_tower(tiny_dataset, tmp_path):
 
 def test_sl_fit_with_vocabulary_subsampling(tiny_dataset, tmp_path):
     data = load_split(tiny_dataset, progress=False)
-    hist = fit(run_config("sl", vocab_size=2, vocab_group=4), data, tmp_path, tmp_path / "c", device="cpu")
+    hist = fit(
+        run_config("sl", vocab_size=2, vocab_group=4), data, tmp_path, tmp_path / "c", device="cpu"
+    )
     assert len(hist) == 2
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert state["model"]["head"].shape == (6, 64)
@@ -74,7 +78,9 @@ def test_kill9_and_resume_gives_identical_results(tiny_dataset, tmp_path):
     ref = tmp_path / "ref"
     subprocess.run(_train_cmd(tmp_path, tiny_dataset, cfg_path, ref), check=True)
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(tmp_path, tiny_dataset, cfg_path, out), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _train_cmd(tmp_path, tiny_dataset, cfg_path, out), stderr=subprocess.PIPE
+    )
     ckpt = out / "ckpt" / "latest.pt"
     deadline = time.time() + 120
     while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
@@ -87,7 +93,9 @@ def test_kill9_and_resume_gives_identical_results(tiny_dataset, tmp_path):
     assert ckpt.exists() and not (out / "model.pt").exists()
     step = torch.load(ckpt, weights_only=False)["step"]
     assert 0 < step < 60
-    res = subprocess.run(_train_cmd(tmp_path, tiny_dataset, cfg_path, out), capture_output=True, text=True)
+    res = subprocess.run(
+        _train_cmd(tmp_path, tiny_dataset, cfg_path, out), capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr
     assert f"resumed from {ckpt} at step {step}" in res.stderr
     a = torch.load(ref / "model.pt", weights_only=True)["model"]

@@ -34,15 +34,6 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_if_changed(path: str | os.PathLike, text: str) -> bool:
-    """Write ``text`` unless the file already holds exactly it (keeps the mtime: no rerun)."""
-    path = Path(path)
-    if path.exists() and path.read_text() == text:
-        return False
-    write_text(path, text)
-    return True
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

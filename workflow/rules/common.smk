@@ -4,9 +4,16 @@ import json
 from snakemake.utils import validate
 
 from tailstudy import study as tstudy
-from tailstudy.io import UserError, write_if_changed, write_tsv
+from tailstudy.io import UserError, write_tsv
 
-validate(config, "../schemas/config.schema.yaml")
+try:
+    validate(config, "../schemas/config.schema.yaml")
+except WorkflowError as e:
+    err = e.__context__  # the jsonschema ValidationError
+    if not hasattr(err, "absolute_path"):
+        raise
+    where = ".".join(str(p) for p in err.absolute_path) or "top level"
+    raise WorkflowError(f"config error at {where}: {err.message}") from None
 try:
     tstudy.check(config)
     RUNS = tstudy.expand(config)
@@ -43,6 +50,10 @@ def spec_of(wildcards):
     if kind == "claims":
         return {"claims": config.get("claims", [])}
     raise WorkflowError(f"unknown spec kind {kind}")
+
+
+def spec_json(wildcards):
+    return json.dumps(spec_of(wildcards), indent=2, sort_keys=True) + "\n"
 
 
 def variant_dataset(wildcards):

@@ -2,15 +2,17 @@
 
 
 rule write_spec:
-    """Materialise one step's resolved spec; rewritten only when its content changes."""
+    """Materialise one step's resolved spec (its slice of the config, nothing more)."""
     output:
         "results/specs/{kind}/{name}.json",
     log:
         "results/logs/write_spec/{kind}/{name}.log",
+    conda:
+        "../../envs/plot.yaml"
     params:
-        spec=spec_of,
-    run:
-        write_if_changed(output[0], json.dumps(params.spec, indent=2, sort_keys=True) + "\n")
+        spec=spec_json,
+    shell:
+        "printf '%s' {params.spec:q} > {output} 2> {log}"
 
 
 rule build_dataset:

@@ -1,0 +1,91 @@
+"""Study expansion: run ids, de-duplication, dependencies, validation of configs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tailstudy import study
+from tailstudy.config import RunConfig
+from tailstudy.io import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_embedded_config_is_valid_and_expands_deterministically(config):
+    jsonschema.Draft202012Validator(SCHEMA).validate(config)
+    study.check(config)
+    a, b = study.expand(config), study.expand(copy.deepcopy(config))
+    assert list(a.runs) == list(b.runs)
+    assert all(study.RUN_ID.match(r) for r in a.runs)
+    assert a.runs["incaps-full_sl_sl-k5_s2"].recipe.vocab_size == 5
+    # the claims study shares its seed-0 runs with the figure study: no duplicate runs
+    shared = set(a.studies["claims-scratch"]) & set(a.studies["caption-scratch"])
+    assert "incaps-full_clip_clip_s0" in shared
+    n_listed = sum(len(v) for v in a.studies.values())
+    assert len(a.runs) == n_listed - len(shared) + 1  # + the pre-training run
+    # frozen text towers depend on the pre-training run, which joins the table
+    dep = "pretrain_clip_clip-pretrain_s0"
+    assert dep in a.runs and a.depends["incaps-tags_clip_clip-frozen_s0"] == dep
+    assert a.runs["incaps-tags_clip_clip-frozen_s0"].text_source == {"run": dep}
+
+
+def test_run_config_json_roundtrip(config):
+    cfg = study.expand(config).runs["incaps-full_sl_sl-frozen-k10_s0"]
+    again = RunConfig.from_dict(__import__("json").loads(cfg.to_json()))
+    assert again == cfg
+    assert again.recipe.head == "frozen" and again.recipe.lr == config["recipes"]["sl"]["lr"]
+    with pytest.raises(UserError, match="unknown key"):
+        RunConfig.from_dict({**cfg.to_dict(), "surprise": 1})
+
+
+def test_recipe_inheritance_and_cycles(config):
+    r = study.resolve_recipe(config, "sl-frozen-k10")
+    assert r["vocab_size"] == 10 and r["head"] == "frozen" and r["optimizer"] == "sgd"
+    config["recipes"]["sl"]["extends"] = "sl-k5"
+    with pytest.raises(UserError, match="circular"):
+        study.resolve_recipe(config, "sl-k5")
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["studies"]["caption-scratch"][0]["variant"].append("nope"), "unknown variant"),
+        (lambda c: c["variants"]["incaps-full"].update(dataset="nope"), "unknown dataset"),
+        (lambda c: c["figures"]["fig03-descriptiveness"].update(studies=["nope"]), "unknown study"),
+        (lambda c: c["recipes"]["clip"].update(vocab_size=5), "ignores"),
+        (lambda c: c["recipes"]["sl-frozen"].pop("text_encoder"), "needs a text_encoder"),
+        (lambda c: c["claims"][0].update(study="nope"), "unknown study"),
+    ],
+)
+def test_cross_reference_errors_are_one_line(config, mutate, message):
+    mutate(config)
+    with pytest.raises(UserError, match=message) as e:
+        study.check(config)
+    assert "\n" not in str(e.value)
+
+
+def test_schema_describes_every_key_and_rejects_unknown_keys():
+    def walk(node, path):
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                assert node.get("additionalProperties") is False, f"{path} allows unknown keys"
+            for k, v in node.get("properties", {}).items():
+                assert "description" in v, f"{path}.{k} has no description"
+            for k, v in node.items():
+                walk(v, f"{path}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+
+    walk(SCHEMA, "schema")

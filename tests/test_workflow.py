@@ -1,0 +1,145 @@
+"""The Snakemake workflow: lint, DAG shape, targets, rerun semantics, config errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def smk(workdir: Path, *args: str, configfile: Path | None = None, check=True):
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(configfile or REPO / "config.yaml"), *args]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run."""
+    counts = {}
+    table = output.split("Job stats:")[1].split("total")[0]
+    for line in table.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m:
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def planned_jobs(output: str, rule: str) -> set[str]:
+    """Wildcard values of the planned jobs of ``rule`` in a dry run (--quiet absent)."""
+    runs = set()
+    for block in output.split("\nrule ")[1:]:
+        if block.startswith(f"{rule}:"):
+            m = re.search(r"wildcards: run=(\S+)", block)
+            if m:
+                runs.add(m.group(1))
+    return runs
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    return tmp_path
+
+
+def test_lint_and_format_are_clean(workdir):
+    res = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stdout + res.stderr
+    snakefmt = str(Path(sys.executable).parent / "snakefmt")
+    fmt = subprocess.run([snakefmt, "--check", "Snakefile", "workflow/"], cwd=REPO,
+                         capture_output=True, text=True)  # fmt: skip
+    assert fmt.returncode == 0, fmt.stderr
+
+
+def test_dry_run_job_counts_for_the_embedded_config(workdir):
+    out = smk(workdir, "-n", "--quiet", "rules").stdout
+    assert job_counts(out) == {
+        "write_run_config": 37,  # 14 + 14 + 12 runs, 4 shared, + the pre-training run
+        "write_spec": 17,  # 3 datasets, 10 variants, 3 figures, claims
+        "build_dataset": 3,  # incaps, val, pretrain (the web corpus feeds no figure yet)
+        "build_variant": 10,
+        "train_model": 37,
+        "evaluate_run": 36,  # the pre-training run is a dependency, not a study run
+        "collect_study": 3,
+        "render_figure": 3,
+        "check_claims": 1,
+        "all_figures": 1,
+    }
+
+
+def test_one_figure_target_pulls_only_its_study_runs(workdir):
+    out = smk(workdir, "-n", "results/figures/fig11a-pearson-spearman.pdf").stdout
+    runs = planned_jobs(out, "train_model")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    from tailstudy import study
+
+    expected = set(study.expand(config).studies["caption-scratch"])
+    assert runs == expected and len(runs) == 14
+    assert not any("frozen" in r or "pretrain" in r for r in runs)
+    out19 = smk(workdir, "-n", "results/figures/fig19-frozen-heads.pdf").stdout
+    runs19 = planned_jobs(out19, "train_model")
+    assert "pretrain_clip_clip-pretrain_s0" in runs19 and len(runs19) == 15
+
+
+def test_changing_one_recipe_value_reruns_exactly_its_runs(workdir):
+    """Mark every output up to date, change sl-k5's lr: only sl-k5 runs (and what they feed) rerun."""
+    smk(workdir, "-c1", "--until", "write_run_config", "write_spec", "--quiet")
+    summary = smk(workdir, "--summary").stdout.splitlines()[1:]
+    for line in summary:  # placeholders for every output, then --touch orders their mtimes
+        path = workdir / line.split("\t")[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    smk(workdir, "-c1", "--touch", "--quiet")
+    assert "Nothing to be done" in smk(workdir, "-n").stdout
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["recipes"]["sl-k5"]["lr"] = 0.02
+    changed = workdir / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    out = smk(workdir, "-n", configfile=changed).stdout
+    assert planned_jobs(out, "train_model") == {f"incaps-full_sl_sl-k5_s{s}" for s in range(3)}
+    counts = job_counts(out)
+    assert counts["write_run_config"] == 3 and counts["evaluate_run"] == 3
+    assert counts["collect_study"] == 2  # caption-scratch and claims-scratch
+    assert counts["render_figure"] == 2  # Figs. 3 and 11a; Fig. 19 is untouched
+    assert "build_dataset" not in counts and "write_spec" not in counts
+    # a change in a parent recipe reaches every recipe extending it
+    config["recipes"]["sl-k5"]["lr"] = 0.05
+    config["recipes"]["sl"]["momentum"] = 0.8
+    changed.write_text(yaml.safe_dump(config))
+    runs = planned_jobs(smk(workdir, "-n", configfile=changed).stdout, "train_model")
+    assert runs and all("_sl_" in r for r in runs) and len(runs) == 14
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["recipes"]["clip"].update(epoch=3), "config error at recipes.clip: Additional"),
+        (lambda c: c["studies"]["caption-scratch"][0]["variant"].append("incaps-nope"),
+         "config error: study caption-scratch names unknown variant 'incaps-nope'"),
+        (lambda c: c["recipes"]["clip"].update(epochs="six"),
+         "config error at recipes.clip.epochs: 'six' is not of type 'integer'"),
+    ],
+)  # fmt: skip
+def test_malformed_configs_fail_before_any_job(workdir, mutate, message):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    mutate(config)
+    bad = workdir / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    res = smk(workdir, "-c1", configfile=bad, check=False)
+    assert res.returncode != 0
+    assert message in res.stderr
+    assert not (workdir / "results").exists()  # nothing ran
+
+
+def test_results_readme_is_the_only_tracked_result():
+    tracked = subprocess.run(["git", "ls-files", "results"], cwd=REPO, capture_output=True,
+                             text=True).stdout.split()  # fmt: skip
+    assert tracked == ["results/README.md"]
