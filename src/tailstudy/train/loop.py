@@ -88,7 +88,8 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
             {"params": rest, "weight_decay": 0.0},
             {"params": decay, "weight_decay": r.weight_decay},
         ]
-        return torch.optim.AdamW(groups, lr=r.lr, betas=(0.9, 0.999), eps=1e-8)
+        # fused kernels: several times faster than the per-tensor loop, on CPU as on GPU
+        return torch.optim.AdamW(groups, lr=r.lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
     if r.optimizer == "sgd":
         return torch.optim.SGD(
             [p for _, p in named],
@@ -96,6 +97,7 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
             momentum=r.momentum,
             nesterov=r.nesterov,
             weight_decay=r.weight_decay,
+            fused=True,
         )
     raise UserError(f"recipe {cfg.recipe_name}: unknown optimizer {r.optimizer!r} (adamw | sgd)")
 

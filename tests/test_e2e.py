@@ -1,0 +1,39 @@
+"""The whole embedded study, end to end, as a user runs it (slow: about a quarter of an hour)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_all_figures_end_to_end_and_claims_hold(tmp_path):
+    cmd = [sys.executable, "-m", "snakemake", "-c2", "all_figures", "--snakefile",
+           str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+           str(REPO / "config.yaml"), "--show-failed-logs"]  # fmt: skip
+    t0 = time.time()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    elapsed = time.time() - t0
+    assert res.returncode == 0, res.stderr[-5000:]
+    print(f"embedded all_figures: {elapsed:.0f} s")
+    results = tmp_path / "results"
+    for fig in ("fig03-descriptiveness", "fig19-frozen-heads", "fig11a-pearson-spearman"):
+        for ext in ("pdf", "png", "csv"):
+            assert (results / "figures" / f"{fig}.{ext}").stat().st_size > 0
+    fig3 = pd.read_csv(results / "figures" / "fig03-descriptiveness.csv")
+    assert len(fig3) == 14 and fig3[["rho_acc", "rho_pred", "top1"]].notna().all().all()
+    claims = pd.read_csv(results / "claims.tsv", sep="\t")
+    print(claims.to_string())
+    assert set(claims["claim"]) == {"F1", "F2", "F3-top1", "F3-rho"}
+    assert (claims.groupby("claim")["seed"].nunique() == 3).all()
+    failing = claims[~claims["holds"]]
+    assert failing.empty, f"claims that do not hold:\n{failing.to_string()}"
+    again = subprocess.run(cmd + ["-n"], capture_output=True, text=True)
+    assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
