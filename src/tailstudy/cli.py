@@ -28,7 +28,7 @@ def cmd_dataset(a: argparse.Namespace) -> None:
     ds = spec["dataset"]
     if ds["source"] != "embedded":
         raise UserError(f"dataset {spec['name']}: source {ds['source']!r} cannot be built here")
-    from tailstudy.world import World, build_dataset
+    from tailstudy.embedded import World, build_dataset
 
     world_spec = spec.get("world")
     if not world_spec:
