@@ -8,7 +8,7 @@ import pytest
 from tailstudy.data.format import load_images, read_classes, read_index
 from tailstudy.embedded import World, build_dataset, class_counts
 from tailstudy.embedded.text import CONTEXT_PHRASE, SIZE_WORD
-from tailstudy.embedded.world import FACETS, sample_dataset
+from tailstudy.embedded.world import FACETS, attributes_of, sample_dataset
 from tailstudy.io import UserError
 
 WORLD = {"seed": 0, "eval_concepts": "imagenet100", "n_open_world": 50, "image_size": 32,
@@ -61,17 +61,21 @@ def test_dataset_is_deterministic_and_seeds_differ(world):
 
 
 def test_field_presence_and_attribute_words_are_true(world):
-    idx, concepts = sample_dataset(
+    idx, facets = sample_dataset(
         world, {**CURATED, "profile": {"shape": "curated", "n": 6000}}, "x"
     )
+    by_wnid = {c.concept.wnid: c for c in world.concepts}
+    concepts = [by_wnid[w] for w in idx["wnid"]]
     n = len(idx)
     assert abs((idx["title"] != "").mean() - 0.99) < 0.02
     assert abs((idx["tags"].map(len) > 0).mean() - 0.91) < 0.03
     assert abs((idx["description"] != "").mean() - 0.60) < 0.03
     all_words = {v for vals in FACETS.values() for v in vals} | set(SIZE_WORD.values())
     phrases = set(CONTEXT_PHRASE.values())
-    for row, wc in zip(idx.itertuples(), concepts, strict=True):
-        attrs = wc.attributes()
+    for row, wc, f in zip(idx.itertuples(), concepts, facets, strict=True):
+        attrs = attributes_of(f)
+        typical = wc.attributes()
+        assert attrs["shape"] == typical["shape"] and attrs["colour"] == typical["colour"]
         own = set(attrs.values()) | {SIZE_WORD[attrs["size"]], CONTEXT_PHRASE[attrs["context"]]}
         desc = row.description
         if wc.concept.name in desc:  # names may hold colour words ("little blue heron")

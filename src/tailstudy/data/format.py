@@ -90,7 +90,10 @@ def write_dataset(
     (root / "shards").mkdir(parents=True, exist_ok=True)
     index = index.reset_index(drop=True).copy()
     shards = []
-    for s, start in enumerate(range(0, len(index), shard_size)):
+    starts = range(0, len(index), shard_size)
+    from tqdm import tqdm
+
+    for s, start in enumerate(tqdm(starts, desc=f"write {name}", unit="shard", mininterval=5)):
         fname = shard_name(name, s)
         with (
             atomic_path(root / "shards" / fname, suffix=".tar") as tmp,

@@ -44,8 +44,7 @@ def _attribute_words(attrs: dict[str, str], rng: np.random.Generator, p: float) 
     return [v for f, v in attrs.items() if f != "size" and rng.random() < p]
 
 
-def _description(wc, rng: np.random.Generator) -> str:
-    attrs = wc.attributes()
+def _description(wc, attrs: dict[str, str], rng: np.random.Generator) -> str:
     keep = {f: rng.random() < 0.6 for f in attrs}
     if sum(keep.values()) < 2:  # at least two attributes
         for f in rng.choice(list(attrs), 2, replace=False):
@@ -79,9 +78,9 @@ def _title(wc, rng: np.random.Generator) -> str:
     return str(rng.choice(UNRELATED_TITLES))
 
 
-def _tags(wc, other, rng: np.random.Generator) -> list[str]:
+def _tags(wc, attrs, other, rng: np.random.Generator) -> list[str]:
     tags = [lem for lem in wc.concept.lemmas if rng.random() < 0.4]
-    tags += _attribute_words(wc.attributes(), rng, 0.45)
+    tags += _attribute_words(attrs, rng, 0.45)
     if other is not None:
         tags.append(other.concept.name)
     tags += list(rng.choice(GENERIC_TAGS, int(rng.integers(1, 3)), replace=False))
@@ -89,9 +88,9 @@ def _tags(wc, other, rng: np.random.Generator) -> list[str]:
     return [tags[i] for i in order]
 
 
-def _alttext(wc, other, rng: np.random.Generator) -> str:
+def _alttext(wc, attrs, other, rng: np.random.Generator) -> str:
     parts = list(rng.choice(WEB_NOISE, int(rng.integers(0, 3)), replace=False))
-    parts += _attribute_words(wc.attributes(), rng, 0.3)
+    parts += _attribute_words(attrs, rng, 0.3)
     u = rng.random()
     if u < 0.55:
         parts.append(wc.concept.name)
@@ -103,11 +102,16 @@ def _alttext(wc, other, rng: np.random.Generator) -> str:
     return " ".join(parts)
 
 
-def captions_for(members, concept_idx, kind: str, rng: np.random.Generator, world) -> list[dict]:
-    """One record (caption fields + concepts depicted or named) per image."""
+def captions_for(members, concept_idx, facets, kind: str, rng: np.random.Generator,
+                 world) -> list[dict]:  # fmt: skip
+    """One record (caption fields + concepts depicted or named) per image; attribute words
+    describe the image's own facets (``facets``, one row per image)."""
+    from tailstudy.embedded.world import attributes_of
+
     rows = []
-    for i in concept_idx:
+    for i, f in zip(concept_idx, facets, strict=True):
         wc = members[i]
+        attrs = attributes_of(f)
         if kind == "fields":
             other = (
                 world.concepts[int(rng.integers(len(world.concepts)))]
@@ -115,8 +119,8 @@ def captions_for(members, concept_idx, kind: str, rng: np.random.Generator, worl
                 else None
             )
             title = _title(wc, rng) if rng.random() < PRESENCE["title"] else ""
-            tags = _tags(wc, other, rng) if rng.random() < PRESENCE["tags"] else []
-            desc = _description(wc, rng) if rng.random() < PRESENCE["description"] else ""
+            tags = _tags(wc, attrs, other, rng) if rng.random() < PRESENCE["tags"] else []
+            desc = _description(wc, attrs, rng) if rng.random() < PRESENCE["description"] else ""
             caption = " ".join(x for x in (title, " ".join(tags), desc) if x)
             rows.append({"caption": caption, "title": title, "tags": tags, "description": desc,
                          "concepts": [wc.concept.wnid] + ([other.concept.wnid] if other else [])})  # fmt: skip
@@ -126,6 +130,6 @@ def captions_for(members, concept_idx, kind: str, rng: np.random.Generator, worl
                 if rng.random() < 0.15
                 else None
             )
-            rows.append({"caption": _alttext(wc, other, rng),
+            rows.append({"caption": _alttext(wc, attrs, other, rng),
                          "concepts": [wc.concept.wnid] + ([other.concept.wnid] if other else [])})  # fmt: skip
     return rows

@@ -203,8 +203,27 @@ def _dataset_scores(world: World, concepts, rng: np.random.Generator) -> np.ndar
     return POPULARITY_CORRELATION * base + np.sqrt(1 - POPULARITY_CORRELATION**2) * noise
 
 
-def sample_dataset(world: World, spec: dict, name: str) -> tuple[pd.DataFrame, list]:
-    """The records of a dataset (before rendering): one row per image."""
+def image_facets(members, concept_idx, diversity: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-image facet values: the concept's own, except that the context (background) departs
+    from the concept's usual one with probability 0.4·d and the size by one step with
+    probability 0.25·d (d = min(1, diversity)). Captions describe these per-image values."""
+    d = min(1.0, diversity)
+    f = np.array([members[i].facets for i in concept_idx], dtype=np.int64).reshape(-1, 5)
+    n = len(f)
+    ctx, size = FACET_NAMES.index("context"), FACET_NAMES.index("size")
+    move = rng.random(n) < 0.4 * d
+    f[move, ctx] = rng.integers(0, len(FACETS["context"]), int(move.sum()))
+    step = (rng.random(n) < 0.25 * d) * rng.choice([-1, 1], n)
+    f[:, size] = np.clip(f[:, size] + step, 0, len(FACETS["size"]) - 1)
+    return f
+
+
+def attributes_of(facets) -> dict[str, str]:
+    return {f: FACETS[f][int(v)] for f, v in zip(FACET_NAMES, facets, strict=True)}
+
+
+def sample_dataset(world: World, spec: dict, name: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The records of a dataset (before rendering): one row per image, and its facets."""
     _check_keys(spec, DATASET_KEYS, {"style", "captions", "profile"}, f"dataset {name}")
     style, captions = spec["style"], spec["captions"]
     if style not in ("curated", "web"):
@@ -231,12 +250,13 @@ def sample_dataset(world: World, spec: dict, name: str) -> tuple[pd.DataFrame, l
     concept_idx = concept_idx[rng.permutation(len(concept_idx))]
     members = evaluated + open_world
     labels = np.where(concept_idx < len(evaluated), concept_idx, -1)
-    rows = text.captions_for(members, concept_idx, captions, rng, world)
+    facets = image_facets(members, concept_idx, float(spec.get("diversity", 1.0)), rng)
+    rows = text.captions_for(members, concept_idx, facets, captions, rng, world)
     index = pd.DataFrame(rows)
     index.insert(0, "key", [f"{name}-{i:07d}" for i in range(len(index))])
     index.insert(1, "label", labels.astype(np.int32))
     index["wnid"] = [members[i].concept.wnid for i in concept_idx]
-    return index, [members[i] for i in concept_idx]
+    return index, facets
 
 
 def build_dataset(world: World, spec: dict, out_dir: str | Path, name: str) -> None:
@@ -244,10 +264,10 @@ def build_dataset(world: World, spec: dict, out_dir: str | Path, name: str) -> N
     from tailstudy.data.format import write_dataset
 
     t0 = time.perf_counter()
-    index, concepts = sample_dataset(world, spec, name)
+    index, facets = sample_dataset(world, spec, name)
     seed = int(spec.get("seed", 0))
     images = render_images(
-        [c.facets for c in concepts], world.image_size, style=spec["style"],
+        facets, world.image_size, style=spec["style"],
         diversity=float(spec.get("diversity", 1.0)), seed=[world.seed, 2, seed],
     )  # fmt: skip
     t1 = time.perf_counter()
