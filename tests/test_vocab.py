@@ -27,7 +27,9 @@ def test_zero_weight_classes_never_drawn_and_pool_exhaustion():
     counts = torch.tensor([5, 0, 3, 0, 1, 0])
     w = class_weights(counts, "linear")
     for seed in range(50):
-        vocab, _ = subsample_vocabulary(torch.tensor([0]), 6, w, torch.Generator().manual_seed(seed))
+        vocab, _ = subsample_vocabulary(
+            torch.tensor([0]), 6, w, torch.Generator().manual_seed(seed)
+        )
         assert set(vocab.tolist()) == {0, 2, 4}  # only positive-weight classes can be added
     vocab, _ = subsample_vocabulary(torch.tensor([1]), 3, class_weights(counts, "uniform"))
     assert 1 in vocab.tolist() and vocab.numel() == 3

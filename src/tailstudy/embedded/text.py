@@ -6,7 +6,8 @@ tags ≈ 91 %, description ≈ 60 %):
 * ``title`` — the class name, a WordNet lemma, or unrelated words;
 * ``tags`` — lemmas, attribute words, a co-occurring concept, generic photo words;
 * ``description`` — a sentence naming some of the image's attributes, sometimes the class name,
-  sometimes a piece of the WordNet definition.
+  sometimes a piece of the WordNet definition, often opened by everyday photographic phrasing
+  ("a blurry photo of ...") as real captions are.
 
 Web records carry one alt-text string: noisier, sometimes without the class name, sometimes
 naming a second concept. Every attribute word in a caption is a facet actually drawn in the image.
@@ -33,6 +34,10 @@ GENERIC_TAGS = ("photo", "flickr", "nikon", "canon", "2008", "nature", "travel",
 WEB_NOISE = ("free", "download", "stock", "image", "best", "2019", "hd", "wallpaper", "buy",
              "online", "cheap", "photo", "vector", "high", "quality", "new", "sale")  # fmt: skip
 NOUNS = ("object", "thing", "item", "shape")
+# everyday photographic phrasing that opens many real captions ("a blurry photo of ...")
+OPENERS = ("a photo of", "a picture of", "a close-up photo of", "a blurry photo of",
+           "a bright photo of", "a dark photo of", "a cropped photo of", "my photo of",
+           "a nice picture of", "an image of", "a good photo of", "a low resolution photo of")  # fmt: skip
 
 
 def _definition_piece(definition: str) -> str:
@@ -50,7 +55,7 @@ def _description(wc, attrs: dict[str, str], rng: np.random.Generator) -> str:
         for f in rng.choice(list(attrs), 2, replace=False):
             keep[f] = True
     name = wc.concept.name if rng.random() < 0.35 else str(rng.choice(NOUNS))
-    words = ["a"]
+    words = [str(rng.choice(OPENERS)), "a"] if rng.random() < 0.7 else ["a"]
     if keep["size"]:
         words.append(SIZE_WORD[attrs["size"]])
     if keep["colour"]:
@@ -90,6 +95,8 @@ def _tags(wc, attrs, other, rng: np.random.Generator) -> list[str]:
 
 def _alttext(wc, attrs, other, rng: np.random.Generator) -> str:
     parts = list(rng.choice(WEB_NOISE, int(rng.integers(0, 3)), replace=False))
+    if rng.random() < 0.3:
+        parts += [str(rng.choice(OPENERS)), "the"]
     parts += _attribute_words(attrs, rng, 0.3)
     u = rng.random()
     if u < 0.55:
