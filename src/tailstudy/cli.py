@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tailstudy.io import UserError, read_json, write_json
+from tailstudy.io import UserError, read_json
 
 log = logging.getLogger("tailstudy")
 
@@ -156,16 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "freq":
-        from tailstudy.freq.cli import main as freq_main
-
-        return freq_main(argv[1:])
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    args = build_parser().parse_args(argv)
+def dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """Parse, set up logging to stderr, run the command; input errors → one line, exit 2."""
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+        )
     try:
         args.func(args)
     except UserError as e:
@@ -174,4 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["main", "write_json"]
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "freq":
+        from tailstudy.freq.cli import main as freq_main
+
+        return freq_main(argv[1:])
+    return dispatch(build_parser(), argv)

@@ -151,14 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for input errors, printed as one line)."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
-        )
-    try:
-        args.func(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    from tailstudy.cli import dispatch
+
+    return dispatch(build_parser(), sys.argv[1:] if argv is None else argv)
