@@ -5,6 +5,8 @@
 #   specs/{kind}/{name}.json          resolved specs of datasets, variants, figures, claims
 #   data/{dataset}/                   index.parquet, classes.tsv, manifest.json, shards/*.tar
 #   variants/{variant}/               index.parquet, counts.tsv, manifest.json (a view, no copies)
+#   freq/{corpus}/{concepts}_ori.tsv  caption-matching class counts (label order; sorted twin
+#                                     without _ori), from freq/{corpus}/{concepts}/shards/*
 #   runs/{run}/config.json            the run's resolved config: the trigger of its training
 #   runs/{run}/model.pt, train_log.jsonl   final weights, per-epoch metrics (ckpt/ is undeclared)
 #   eval/{run}/                       summary.json, per_class.tsv, confusion.npz
@@ -27,6 +29,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/frequency.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
@@ -41,6 +44,7 @@ localrules:
     collect_study,
     render_figure,
     check_claims,
+    merge_counts,
 
 
 rule all_figures:
@@ -54,4 +58,5 @@ rule all:
     input:
         rules.all_figures.input,
         "results/run_table.tsv",
+        all_freq_tables(),
         expand("results/data/{dataset}/manifest.json", dataset=DATASETS),

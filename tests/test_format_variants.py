@@ -82,3 +82,27 @@ def test_build_variant_writes_counts(tiny_dataset, tmp_path):
     counts = read_counts(tmp_path / "v" / "counts.tsv")
     assert counts["count"].tolist() == [30, 20, 12, 8, 5, 3]
     assert m["n_rows"] == 78
+
+
+def test_sample_keeps_every_class_and_index_order():
+    import pandas as pd
+
+    from tailstudy.data.variants import sample_rows
+
+    rows = pd.DataFrame({"key": [f"k{i}" for i in range(200)],
+                         "label": [0] * 180 + [1] * 10 + [2] * 5 + [-1] * 5,
+                         "caption": [""] * 200})  # fmt: skip
+    out = sample_rows(rows, 1 / 32, seed=42)
+    drawn = rows.sample(frac=1 / 32, random_state=42)
+    assert set(drawn["key"]) <= set(out["key"])  # the pandas draw, untouched
+    assert set(out.loc[out["label"] >= 0, "label"]) == {0, 1, 2}  # top-up: no class lost
+    assert out["key"].map(lambda k: int(k[1:])).is_monotonic_increasing
+    added = set(out["key"]) - set(drawn["key"])
+    assert added <= {"k0", "k180", "k190"}  # the first row of each lost class only
+
+
+def test_labelled_sampled_variant(tiny_dataset, tmp_path):
+    spec = {"dataset": "tiny", "labelled": True, "sample": {"fraction": 0.25, "seed": 42}}
+    m = build_variant(tiny_dataset, spec, tmp_path / "v", "v")
+    counts = read_counts(tmp_path / "v" / "counts.tsv")["count"].to_numpy()
+    assert (counts >= 1).all() and counts.sum() == m["n_rows"] < 78 / 4 + 6

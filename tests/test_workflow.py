@@ -63,16 +63,27 @@ def test_dry_run_job_counts_for_the_embedded_config(workdir):
     out = smk(workdir, "-n", "--quiet", "rules").stdout
     assert job_counts(out) == {
         "write_run_config": 37,  # 14 + 14 + 12 runs, 4 shared, + the pre-training run
-        "write_spec": 17,  # 3 datasets, 10 variants, 3 figures, claims
-        "build_dataset": 3,  # incaps, val, pretrain (the web corpus feeds no figure yet)
-        "build_variant": 10,
+        "write_spec": 30,  # 4 datasets, 16 variants, 9 figures, claims
+        "build_dataset": 4,  # incaps, val, pretrain, web
+        "build_variant": 16,  # 9 caption variants, pretrain, web-cls and its 5 fractions
         "train_model": 37,
         "evaluate_run": 36,  # the pre-training run is a dependency, not a study run
         "collect_study": 3,
-        "render_figure": 3,
+        "wordnet": 1,
+        "count_shard": 6,  # web, pretrain, incaps captions x imagenet, imagenet100
+        "merge_counts": 6,
+        "render_figure": 9,
         "check_claims": 1,
         "all_figures": 1,
     }
+
+
+def test_frequency_figures_need_no_training(workdir):
+    out = smk(workdir, "-n", "results/figures/fig13-corpus-correlation.pdf", "--quiet", "rules")
+    counts = job_counts(out.stdout)
+    assert counts["count_shard"] == 6 and counts["merge_counts"] == 6
+    assert "train_model" not in counts and "evaluate_run" not in counts
+    assert counts["build_dataset"] == 3  # web, pretrain, and incaps for the caption variant
 
 
 def test_one_figure_target_pulls_only_its_study_runs(workdir):
@@ -126,6 +137,14 @@ def test_changing_one_recipe_value_reruns_exactly_its_runs(workdir):
          "config error: study caption-scratch names unknown variant 'incaps-nope'"),
         (lambda c: c["recipes"]["clip"].update(epochs="six"),
          "config error at recipes.clip.epochs: 'six' is not of type 'integer'"),
+        (lambda c: c["figures"]["fig13-corpus-correlation"]["corpora"].append("laion9b"),
+         "config error: figure fig13-corpus-correlation names unknown corpus 'laion9b'"),
+        (lambda c: (c["frequency"]["corpora"].update(
+            yfcc={"label": "YFCC", "captions": ["/x/*.parquet"], "column": "c"}),
+            c["figures"]["fig13-corpus-correlation"]["corpora"].append("yfcc")),
+         "config error: corpus yfcc: no caption shard matches '/x/*.parquet'"),
+        (lambda c: c["frequency"]["concept_sets"].update(cub={}),
+         "config error: concept set cub needs class_names"),
     ],
 )  # fmt: skip
 def test_malformed_configs_fail_before_any_job(workdir, mutate, message):
@@ -133,9 +152,9 @@ def test_malformed_configs_fail_before_any_job(workdir, mutate, message):
     mutate(config)
     bad = workdir / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))
-    res = smk(workdir, "-c1", configfile=bad, check=False)
+    res = smk(workdir, "-n", configfile=bad, check=False)  # a dry run: never trains
     assert res.returncode != 0
-    assert message in res.stderr
+    assert message in res.stdout + res.stderr
     assert not (workdir / "results").exists()  # nothing ran
 
 
@@ -143,3 +162,58 @@ def test_results_readme_is_the_only_tracked_result():
     tracked = subprocess.run(["git", "ls-files", "results"], cwd=REPO, capture_output=True,
                              text=True).stdout.split()  # fmt: skip
     assert tracked == ["results/README.md"]
+
+
+def _freq_only_config(workdir: Path) -> Path:
+    """The embedded config plus one captions corpus of ``shards``, drawn by one figure."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["frequency"]["corpora"]["local"] = {
+        "label": "Local",
+        "captions": [str(workdir / "meta" / "*.parquet")],
+        "column": "TEXT",
+    }
+    config["figures"] = {
+        "tail": {
+            "plot": "tail-classes",
+            "paper_label": "T",
+            "caption": "c",
+            "corpora": ["local"],
+            "concept_sets": ["imagenet100"],
+        }
+    }
+    config["claims"] = []
+    path = workdir / "freq.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_caption_shards_are_counted_one_job_each_and_recounted_alone(workdir):
+    import pandas as pd
+
+    meta = workdir / "meta"
+    meta.mkdir()
+    texts = [["two geese near a robin", "a robin", None],
+             ["Robin!", "a coyote on a rock", "nothing here"]]  # fmt: skip
+    for i, t in enumerate(texts):
+        pd.DataFrame({"TEXT": t, "url": "x"}).to_parquet(meta / f"part-{i:05d}.parquet")
+    cfg = _freq_only_config(workdir)
+    smk(workdir, "-c2", "results/freq/local/imagenet100_ori.tsv", "--quiet", configfile=cfg)
+    table = dict(line.split("\t") for line in
+                 (workdir / "results/freq/local/imagenet100_ori.tsv").read_text().splitlines())  # fmt: skip
+    assert table["American robin"] == "3" and table["coyote"] == "1" and table["goose"] == "1"
+    assert sum(map(int, table.values())) == 5
+    # a new version of one shard recounts only that shard
+    pd.DataFrame({"TEXT": ["a robin", "a robin"]}).to_parquet(meta / "part-00001.parquet")
+    out = smk(workdir, "-n", "results/freq/local/imagenet100_ori.tsv", configfile=cfg).stdout
+    assert re.findall(r"wildcards: .*shard=(\S+)", out) == ["part-00001"]
+    smk(workdir, "-c2", "results/freq/local/imagenet100_ori.tsv", "--quiet", configfile=cfg)
+    table = dict(line.split("\t") for line in
+                 (workdir / "results/freq/local/imagenet100_ori.tsv").read_text().splitlines())  # fmt: skip
+    assert table["American robin"] == "4" and table["coyote"] == "0" and table["goose"] == "1"
+    # the sorted twin, and the figure drawn from it
+    first = (workdir / "results/freq/local/imagenet100.tsv").read_text().splitlines()[0]
+    assert first == "American robin\t4"
+    smk(workdir, "-c1", "results/figures/tail.pdf", "--quiet", configfile=cfg)
+    tail = pd.read_csv(workdir / "results/figures/tail.csv")
+    assert len(tail) == 100 and tail["count"].tolist()[:2] == [4, 1]  # all below 10, descending

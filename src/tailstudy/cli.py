@@ -87,9 +87,15 @@ def cmd_collect(a: argparse.Namespace) -> None:
 
 
 def cmd_plot(a: argparse.Namespace) -> None:
-    from tailstudy.figures import render
+    from tailstudy.figures import FigureInputs, render
 
-    render(read_json(a.spec), a.tables, a.eval_root, a.out)
+    freq = {}
+    for item in a.freq:
+        key, sep, path = item.partition("=")
+        if not sep or "@" not in key:
+            raise UserError(f"--freq expects CORPUS@CONCEPTS=TABLE, got {item!r}")
+        freq[key] = Path(path)
+    render(read_json(a.spec), FigureInputs(a.tables, a.eval_root, freq), a.out)
 
 
 def cmd_claims(a: argparse.Namespace) -> None:
@@ -143,8 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("plot", help="draw one figure")
     s.add_argument("--spec", required=True, help="figure spec JSON")
-    s.add_argument("--tables", nargs="+", required=True, type=Path, help="study tables")
-    s.add_argument("--eval-root", required=True, type=Path, help="results/eval")
+    s.add_argument("--tables", nargs="*", default=[], type=Path, help="study tables")
+    s.add_argument("--eval-root", default=Path("results/eval"), type=Path, help="results/eval")
+    s.add_argument(
+        "--freq",
+        action="append",
+        default=[],
+        metavar="CORPUS@CONCEPTS=TABLE",
+        help="a frequency table (CONCEPTS is 'labels' for label counts); repeatable",
+    )
     s.add_argument("--out", required=True, type=Path, help="figure .pdf (.png, .csv beside it)")
     s.set_defaults(func=cmd_plot)
 

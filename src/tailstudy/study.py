@@ -24,6 +24,10 @@ CLIP_ONLY = ("text_tower",)
 SL_ONLY = ("head", "vocab_size", "vocab_weighting", "vocab_group")
 
 
+#: Plots drawn from study tables (the others are drawn from frequency tables).
+RUN_PLOTS = ("descriptiveness", "pearson-spearman")
+
+
 def run_id(variant: str, model: str, recipe: str, seed: int) -> str:
     return f"{variant}_{model}_{recipe}_s{seed}"
 
@@ -90,7 +94,9 @@ def check(config: dict) -> None:
             if models[ref["model"]]["objective"] != "clip":
                 raise UserError(f"text encoder {enc} must come from a CLIP run")
     for fig, spec in config.get("figures", {}).items():
-        for s in spec["studies"]:
+        if spec["plot"] in RUN_PLOTS and not spec.get("studies"):
+            raise UserError(f"figure {fig} ({spec['plot']}) needs studies")
+        for s in spec.get("studies", []):
             if s not in studies:
                 raise UserError(f"figure {fig} needs unknown study {s!r}")
     for claim in config.get("claims", []):
@@ -222,4 +228,4 @@ def expand(config: dict) -> RunTable:
 def figure_runs(config: dict, table: RunTable, figure: str) -> list[str]:
     """Every run a figure needs (its studies' runs), sorted."""
     spec = config["figures"][figure]
-    return sorted({r for s in spec["studies"] for r in table.studies[s]})
+    return sorted({r for s in spec.get("studies", []) for r in table.studies[s]})

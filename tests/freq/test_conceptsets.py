@@ -91,7 +91,6 @@ def test_phrase_rules():
 
 
 def test_clip_benchmark_sets():
-    pytest.importorskip("clip_benchmark", reason="pip install --no-deps clip-benchmark==1.6.2")
     sizes = {"pets": 37, "flowers102": 102, "eurosat": 10}
     for name, n in sizes.items():
         cs = load_concept_set(name)

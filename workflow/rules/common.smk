@@ -4,6 +4,7 @@ import json
 from snakemake.utils import validate
 
 from tailstudy import study as tstudy
+from tailstudy.freq import plan as freq_plan
 from tailstudy.io import UserError, write_tsv
 
 try:
@@ -16,7 +17,11 @@ except WorkflowError as e:
     raise WorkflowError(f"config error at {where}: {err.message}") from None
 try:
     tstudy.check(config)
+    freq_plan.check(config)
     RUNS = tstudy.expand(config)
+    FREQ = config.get("frequency", {})
+    CORPORA = sorted(FREQ.get("corpora", {}))
+    SHARDS = {c: freq_plan.shards(config, c) for c, _ in freq_plan.needed_tables(config)}
 except UserError as e:
     raise WorkflowError(f"config error: {e}") from None
 
@@ -36,6 +41,9 @@ wildcard_constraints:
     run=_alternation(RUNS.runs),
     study=_alternation(STUDIES),
     fig=_alternation(FIGURES),
+    corpus=_alternation(CORPORA) or "(?!)",
+    concepts=_alternation(FREQ.get("concept_sets", {})) or "(?!)",
+    shard=r"[A-Za-z0-9._-]+",
 
 
 def spec_of(wildcards):
@@ -46,7 +54,10 @@ def spec_of(wildcards):
     if kind == "variants":
         return {"name": name, "variant": config["variants"][name]}
     if kind == "figures":
-        return {"name": name, **config["figures"][name]}
+        spec = config["figures"][name]
+        corpora = FREQ.get("corpora", {})
+        used = {c: corpora[c] for c in freq_plan.figure_corpora(spec)}
+        return {"name": name, **spec, **({"corpus_specs": used} if used else {})}
     if kind == "claims":
         return {"claims": config.get("claims", [])}
     raise WorkflowError(f"unknown spec kind {kind}")
@@ -106,7 +117,7 @@ def study_evals(wildcards):
 
 def figure_tables(wildcards):
     spec = config["figures"][wildcards.fig]
-    return expand("results/tables/{study}.tsv", study=spec["studies"])
+    return expand("results/tables/{study}.tsv", study=spec.get("studies", []))
 
 
 def figure_evals(wildcards):
@@ -114,9 +125,59 @@ def figure_evals(wildcards):
     return expand("results/eval/{run}/per_class.tsv", run=runs)
 
 
+def figure_freq(wildcards):
+    return sorted(set(freq_plan.figure_tables(config, wildcards.fig).values()))
+
+
+def figure_freq_args(wildcards):
+    tables = freq_plan.figure_tables(config, wildcards.fig)
+    return " ".join(f"--freq {k}={v}" for k, v in tables.items())
+
+
+def shard_of(wildcards):
+    shards = SHARDS.get(wildcards.corpus, {})
+    if wildcards.shard not in shards:
+        raise WorkflowError(f"corpus {wildcards.corpus} has no shard {wildcards.shard}")
+    return shards[wildcards.shard]
+
+
+def shard_source(wildcards):
+    return shard_of(wildcards).path
+
+
+def shard_args(wildcards):
+    s = shard_of(wildcards)
+    if s.kind == "datacard":
+        return f"--datacard {s.path}"
+    return f"--captions {s.path} --column {s.column}"
+
+
+def concept_args(wildcards):
+    spec = FREQ["concept_sets"][wildcards.concepts] or {}
+    args = f"--concepts {wildcards.concepts}"
+    if spec.get("class_names"):
+        args += f" --class-names {spec['class_names']}"
+    if spec.get("synonyms"):
+        args += f" --synonyms {spec['synonyms']}"
+    return args
+
+
+def corpus_shard_tables(wildcards):
+    return expand(
+        "results/freq/{corpus}/{concepts}/shards/{shard}_ori.tsv",
+        corpus=wildcards.corpus,
+        concepts=wildcards.concepts,
+        shard=sorted(SHARDS.get(wildcards.corpus, {})),
+    )
+
+
 def claims_tables(wildcards):
     studies = sorted({c["study"] for c in config.get("claims", [])})
     return expand("results/tables/{study}.tsv", study=studies)
+
+
+def all_freq_tables():
+    return [freq_plan.table_path(config, c, cs) for c, cs in freq_plan.needed_tables(config)]
 
 
 def all_figure_files():

@@ -37,6 +37,7 @@ rule render_figure:
         spec="results/specs/figures/{fig}.json",
         tables=figure_tables,
         evals=figure_evals,
+        freq=figure_freq,
     output:
         pdf=report(
             "results/figures/{fig}.pdf",
@@ -55,9 +56,11 @@ rule render_figure:
         "results/logs/render_figure/{fig}.log",
     conda:
         "../../envs/plot.yaml"
+    params:
+        freq=figure_freq_args,
     shell:
         "python -m tailstudy plot --spec {input.spec} --tables {input.tables}"
-        " --eval-root results/eval --out {output.pdf} > {log} 2>&1"
+        " --eval-root results/eval {params.freq} --out {output.pdf} > {log} 2>&1"
 
 
 rule check_claims:

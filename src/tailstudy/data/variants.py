@@ -103,6 +103,16 @@ def build_captions(index: pd.DataFrame, classes: pd.DataFrame, spec: dict) -> pd
     return out[keep].reset_index(drop=True)
 
 
+def sample_rows(rows: pd.DataFrame, fraction: float, seed: int = 42) -> pd.DataFrame:
+    """``rows.sample(frac=fraction, random_state=seed)`` plus the first row (in index order) of
+    every labelled class the draw lost, back in index order (METHODS §3.4–3.5)."""
+    drawn = rows.sample(frac=fraction, random_state=seed)
+    labelled = rows[rows["label"] >= 0]
+    first = labelled.drop_duplicates("label", keep="first")
+    lost = first[~first["label"].isin(drawn["label"])]
+    return pd.concat([drawn, lost]).sort_index().reset_index(drop=True)
+
+
 def build_variant(dataset_root: str | Path, spec: dict, out_dir: str | Path, name: str) -> dict:
     """Write ``out_dir/index.parquet``, ``counts.tsv`` (class<TAB>count, label order) and a
     manifest; return the manifest."""
@@ -113,6 +123,12 @@ def build_variant(dataset_root: str | Path, spec: dict, out_dir: str | Path, nam
         rows = build_captions(index, classes, spec["captions"])
     else:
         rows = index[["key", "label", "caption"]].copy()
+    if spec.get("labelled"):
+        rows = rows[rows["label"] >= 0].reset_index(drop=True)
+    if spec.get("sample"):
+        rows = sample_rows(rows, spec["sample"]["fraction"], spec["sample"].get("seed", 42))
+    if rows.empty:
+        raise UserError(f"variant {name} has no rows; check its captions, labelled and sample keys")
     write_index(out_dir / "index.parquet", rows)
     counts = label_counts(rows["label"].to_numpy(), len(classes))
     write_counts(out_dir / "counts.tsv", classes["name"].tolist(), counts)

@@ -167,7 +167,7 @@ def clip_benchmark_classnames(key: str) -> list[str]:
     except ModuleNotFoundError:
         raise UserError(
             "class names for this concept set come from clip-benchmark: "
-            "pip install --no-deps clip-benchmark==1.6.2 (or pass a class-name file)"
+            "pip install clip-benchmark==1.6.2 (or pass a class-name file)"
         ) from None
     return list(json.loads(text)[key])
 

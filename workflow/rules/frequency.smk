@@ -1,0 +1,58 @@
+# Class frequencies by caption matching (METHODS §2): WordNet, one job per shard, merge.
+
+
+rule wordnet:
+    """An NLTK data folder holding WordNet 3.0 (from NLTK's path, Debian's wordnet-base, or
+    nltk.download) for the reference lemmatiser."""
+    output:
+        touch(freq_plan.WORDNET_READY),
+    log:
+        "results/logs/wordnet.log",
+    conda:
+        "../../envs/freq.yaml"
+    params:
+        data=freq_plan.NLTK_DATA,
+    shell:
+        "python -m tailstudy freq wordnet --data-dir {params.data} > {log} 2>&1"
+
+
+rule count_shard:
+    """Per-class caption-matching counts of one caption shard (or one MetaCLIP datacard)."""
+    input:
+        source=shard_source,
+        wordnet=freq_plan.WORDNET_READY,
+    output:
+        "results/freq/{corpus}/{concepts}/shards/{shard}_ori.tsv",
+    log:
+        "results/logs/count_shard/{corpus}/{concepts}/{shard}.log",
+    benchmark:
+        "results/benchmarks/count_shard/{corpus}/{concepts}/{shard}.tsv"
+    conda:
+        "../../envs/freq.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        source=shard_args,
+        concepts=concept_args,
+        digits="--keep-digits" if FREQ.get("keep_digits") else "",
+        data=freq_plan.NLTK_DATA,
+    shell:
+        "python -m tailstudy freq count {params.source} {params.concepts} {params.digits}"
+        " --nltk-data {params.data} --workers {threads} --no-sorted --out {output}"
+        " > {log} 2>&1"
+
+
+rule merge_counts:
+    """The corpus's table in label order (…_ori.tsv) and sorted by count (….tsv)."""
+    input:
+        corpus_shard_tables,
+    output:
+        ori="results/freq/{corpus}/{concepts}_ori.tsv",
+        sorted="results/freq/{corpus}/{concepts}.tsv",
+    log:
+        "results/logs/merge_counts/{corpus}/{concepts}.log",
+    conda:
+        "../../envs/freq.yaml"
+    shell:
+        "python -m tailstudy freq merge {input} --out {output.ori} > {log} 2>&1"
