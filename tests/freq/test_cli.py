@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -215,7 +216,24 @@ def test_wordnet_unavailable(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(wn, "DEBIAN_WORDNET_DIR", tmp_path / "none")
     monkeypatch.setattr(nltk, "download", lambda *a, **k: False)
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty")])
     assert main(["wordnet", "--data-dir", str(tmp_path / "nd")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: WordNet 3.0 is not available") and err.count("\n") == 1
     assert "wordnet-base" in err
+
+
+def test_wordnet_found_on_nltks_path_is_copied(tmp_path, monkeypatch, nltk_data):
+    import nltk
+
+    import tailstudy.freq.wordnet as wn
+
+    monkeypatch.setattr(wn, "DEBIAN_WORDNET_DIR", tmp_path / "none")
+    monkeypatch.setattr(nltk, "download", lambda *a, **k: pytest.fail("no download expected"))
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty"), nltk_data])
+    assert main(["wordnet", "--data-dir", str(tmp_path / "nd")]) == 0
+    copied = tmp_path / "nd" / "corpora" / "wordnet"
+    assert (copied / "data.noun").stat().st_size == (
+        Path(nltk_data) / "corpora" / "wordnet" / "data.noun"
+    ).stat().st_size
+    assert not list((tmp_path / "nd" / "corpora").glob(".*tmp"))

@@ -28,8 +28,17 @@ def _aligned(inputs, spec: dict, corpora: list[str], concepts: str) -> tuple[lis
     return align_by_name(tables)
 
 
-def _rank_order(counts: np.ndarray) -> np.ndarray:
-    return np.argsort(-counts, kind="stable")
+def _ranked(inputs, spec: dict, groups: list[list[str]]):
+    """Corpora (``rank_by`` first), class names, the aligned count matrix, the class order by
+    descending ``rank_by`` count (ties in label order) and a colour per corpus."""
+    import seaborn as sns
+
+    rank_by = spec["rank_by"]
+    corpora = list(dict.fromkeys([rank_by, *(c for g in groups for c in g)]))
+    names, m = _aligned(inputs, spec, corpora, _concepts(spec)[0])
+    order = np.argsort(-m[:, 0], kind="stable")
+    colours = dict(zip(corpora, sns.color_palette("tab10", len(corpora)), strict=True))
+    return corpora, names, m, order, colours
 
 
 def _smooth(y: np.ndarray, sigma: float) -> np.ndarray:
@@ -42,15 +51,10 @@ def ranks(inputs, spec: dict):
     """Fig. 1a / Fig. 16: counts of each corpus over classes ranked by ``rank_by``; log y; raw
     (faint) plus Gaussian-smoothed curves, one panel per group in ``panels`` (top to bottom)."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     panels, rank_by = spec["panels"], spec["rank_by"]
     sigma = float(spec.get("sigma", 3))
-    concepts = _concepts(spec)[0]
-    corpora = list(dict.fromkeys([rank_by, *(c for p in panels for c in p)]))
-    names, m = _aligned(inputs, spec, corpora, concepts)
-    order = _rank_order(m[:, 0])
-    colours = dict(zip(corpora, sns.color_palette("tab10", len(corpora)), strict=True))
+    corpora, names, m, order, colours = _ranked(inputs, spec, panels)
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.4 * len(panels)), sharex=True,
                              squeeze=False)  # fmt: skip
     rows = []
@@ -137,16 +141,11 @@ def zoom(inputs, spec: dict):
     """Fig. 21: linear-scale zoom of the ranked counts: rows are bands of ``rank_by`` ranks,
     columns the corpus groups in ``pairs``; x = count, y = rank."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    pairs, rank_by = spec["pairs"], spec["rank_by"]
+    pairs = spec["pairs"]
     n_rows = int(spec.get("rows", 5))
-    concepts = _concepts(spec)[0]
-    corpora = list(dict.fromkeys([rank_by, *(c for p in pairs for c in p)]))
-    names, m = _aligned(inputs, spec, corpora, concepts)
-    order = _rank_order(m[:, 0])
+    corpora, names, m, order, colours = _ranked(inputs, spec, pairs)
     bands = np.array_split(np.arange(len(names)), n_rows)
-    colours = dict(zip(corpora, sns.color_palette("tab10", len(corpora)), strict=True))
     fig, axes = plt.subplots(n_rows, len(pairs), figsize=(3.2 * len(pairs), 2.0 * n_rows),
                              squeeze=False)  # fmt: skip
     rows = []

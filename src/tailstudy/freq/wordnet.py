@@ -1,7 +1,8 @@
 """WordNet 3.0 for NLTK's ``WordNetLemmatizer``, set up offline.
 
 The reference lemmatiser (METHODS §2.2) is NLTK's ``WordNetLemmatizer`` (noun POS) on WordNet
-3.0. NLTK reads WordNet from ``<nltk_data>/corpora/wordnet/``. Two sources can fill that folder:
+3.0. NLTK reads WordNet from ``<nltk_data>/corpora/wordnet/``. Where NLTK already finds WordNet on
+its own search path, that copy is used; otherwise two sources can fill the folder:
 
 1. Debian's ``wordnet-base`` package (plus ``wordnet-sense-index``), which installs the WordNet 3.0
    database in ``/usr/share/wordnet``. NLTK additionally expects a ``lexnames`` file (the 45
@@ -95,15 +96,54 @@ def _debian_source(src: Path) -> bool:
     return all((src / f).is_file() for f in _DB_FILES)
 
 
+def _nltk_installed(exclude: Path) -> Path | None:
+    """WordNet already on NLTK's search path (``NLTK_DATA``, ``~/nltk_data``, ...): the folder
+    ``corpora/wordnet`` or the file ``corpora/wordnet.zip``, or None."""
+    try:
+        import nltk
+    except ImportError:
+        return None
+    for base in map(Path, nltk.data.path):
+        if base.resolve() == exclude:
+            continue
+        if _has_wordnet(base):
+            z = base / "corpora" / "wordnet.zip"
+            return z if z.is_file() else _corpus_dir(base)
+    return None
+
+
+def _copy_nltk(found: Path, nltk_data_dir: Path) -> None:
+    corpora = nltk_data_dir / "corpora"
+    corpora.mkdir(parents=True, exist_ok=True)
+    tmp = corpora / f".{found.name}.{os.getpid()}.tmp"
+    try:
+        if found.is_file():
+            shutil.copyfile(found, tmp)
+        else:
+            shutil.copytree(found, tmp)
+        tmp.rename(corpora / found.name)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
 def ensure_wordnet(nltk_data_dir: str | os.PathLike) -> Path:
     """Make ``nltk_data_dir`` an NLTK data folder holding WordNet 3.0; return it (absolute).
 
-    Uses, in order: what the folder already holds, Debian's ``/usr/share/wordnet`` (packages
-    ``wordnet-base`` and ``wordnet-sense-index``), then ``nltk.download('wordnet')``. Raises
+    Uses, in order: what the folder already holds, WordNet on NLTK's own search path (copied),
+    Debian's ``/usr/share/wordnet`` (packages ``wordnet-base`` and ``wordnet-sense-index``), then
+    ``nltk.download('wordnet')``. Raises
     :class:`tailstudy.io.UserError` when none of them works.
     """
     root = Path(nltk_data_dir).resolve()
     if _has_wordnet(root):
+        return root
+    found = _nltk_installed(exclude=root)
+    if found is not None:
+        _copy_nltk(found, root)
+        log.info("copied WordNet from %s into %s", found, root)
         return root
     if _debian_source(DEBIAN_WORDNET_DIR):
         _copy_debian(DEBIAN_WORDNET_DIR, root)
