@@ -98,7 +98,10 @@ def test_sample_keeps_every_class_and_index_order():
     assert set(out.loc[out["label"] >= 0, "label"]) == {0, 1, 2}  # top-up: no class lost
     assert out["key"].map(lambda k: int(k[1:])).is_monotonic_increasing
     added = set(out["key"]) - set(drawn["key"])
-    assert added <= {"k0", "k180", "k190"}  # the first row of each lost class only
+    lost = {0, 1, 2} - set(drawn["label"])
+    assert lost  # 1/32 of 200 rows: at least one small class is lost by the draw
+    assert added == {f"k{[0, 180, 190][c]}" for c in lost}  # its first row, nothing else
+    assert len(out) == len(drawn) + len(added)
 
 
 def test_labelled_sampled_variant(tiny_dataset, tmp_path):

@@ -57,8 +57,9 @@ def test_table_paths_keys_and_needed_tables(tmp_path):
         pub={"label": "Published", "table": "/data/laion400m.txt"},
     )
     config["figures"] = {
-        "f13": {"plot": "frequency-correlation", "corpora": ["web", "pub"],
-                "concept_sets": ["imagenet", "imagenet100"]},
+        "f13": {"plot": "frequency-correlation", "corpora": ["web", "pub"]},
+        "f13b": {"plot": "frequency-correlation", "corpora": ["web", "cls"],
+                 "concept_sets": ["imagenet", "imagenet100"]},
         "f2": {"plot": "label-curves", "corpora": ["cls"]},
     }  # fmt: skip
     plan.check(config)
@@ -67,8 +68,12 @@ def test_table_paths_keys_and_needed_tables(tmp_path):
     assert plan.table_path(config, "pub", "imagenet") == "/data/laion400m.txt"
     assert plan.needed_tables(config) == [("web", "imagenet"), ("web", "imagenet100")]
     assert plan.figure_tables(config, "f2") == {"cls@labels": "results/variants/web-cls/counts.tsv"}
-    assert set(plan.figure_tables(config, "f13")) == {
-        "web@imagenet", "web@imagenet100", "pub@imagenet", "pub@imagenet100"}  # fmt: skip
+    assert set(plan.figure_tables(config, "f13")) == {"web@imagenet", "pub@imagenet"}
+    assert set(plan.figure_tables(config, "f13b")) == {
+        "web@imagenet", "web@imagenet100", "cls@labels"}  # fmt: skip
+    config["figures"]["f13"]["concept_sets"] = ["imagenet", "imagenet100"]
+    with pytest.raises(UserError, match="but its table is for imagenet"):
+        plan.check(config)  # a published table holds one concept set
     assert plan.shards(config, "web")["index"].path == "results/data/web/index.parquet"
 
 
@@ -84,6 +89,17 @@ def test_table_paths_keys_and_needed_tables(tmp_path):
         ({"label": "W", "dataset": "web"},
          {"plot": "label-curves", "corpora": ["c"], "concept_sets": ["cub"]},
          "figure f uses concept set 'cub', not in frequency.concept_sets"),
+        ({"label": "W", "dataset": "web"},
+         {"plot": "label-curves", "corpora": ["c"], "concept_sets": ["imagenet", "imagenet100"]},
+         "figure f (label-curves) draws one concept set; name one"),
+        ({"label": "W", "dataset": "web", "column": "TEXT"}, None,
+         "corpus c: column only applies to captions shards"),
+        ({"label": "W", "captions": ["x.parquet"]}, None, "corpus c: caption shards need a column"),
+        ({"label": "W", "table": "t.txt", "concept_set": "imagenet100"},
+         {"plot": "tail-classes", "corpora": ["c"]},
+         "figure f needs corpus c for concept set imagenet, but its table is for imagenet100"),
+        ({"label": "W", "dataset": "web", "labels": "web-cls"}, None,
+         "corpus c needs exactly one of"),
     ],
 )  # fmt: skip
 def test_cross_reference_errors(tmp_path, corpus, figure, message):
@@ -175,3 +191,11 @@ def test_render_writes_pdf_png_csv(tables, tmp_path):
            tmp_path / "fig.pdf")  # fmt: skip
     assert (tmp_path / "fig.png").stat().st_size > 1000
     assert pd.read_csv(tmp_path / "fig.csv").shape == (1, 4)
+
+
+def test_label_only_figures_need_no_concept_set(tmp_path):
+    config = _config(tmp_path, cls={"label": "Cls", "labels": "web-cls"})
+    config["frequency"]["concept_sets"] = {}
+    config["figures"]["f2"] = {"plot": "label-curves", "corpora": ["cls"]}
+    plan.check(config)
+    assert plan.needed_tables(config) == []

@@ -1,5 +1,6 @@
 # Configuration validation, the run table and named helpers. No rules here.
 import json
+import shlex
 
 from snakemake.utils import validate
 
@@ -131,7 +132,7 @@ def figure_freq(wildcards):
 
 def figure_freq_args(wildcards):
     tables = freq_plan.figure_tables(config, wildcards.fig)
-    return " ".join(f"--freq {k}={v}" for k, v in tables.items())
+    return " ".join(f"--freq {shlex.quote(f'{k}={v}')}" for k, v in tables.items())
 
 
 def shard_of(wildcards):
@@ -148,21 +149,28 @@ def shard_source(wildcards):
 def shard_args(wildcards):
     s = shard_of(wildcards)
     if s.kind == "datacard":
-        return f"--datacard {s.path}"
-    return f"--captions {s.path} --column {s.column}"
+        return f"--datacard {shlex.quote(s.path)}"
+    return f"--captions {shlex.quote(s.path)} --column {shlex.quote(s.column)}"
+
+
+def concept_files(wildcards):
+    """The class-name and synonym files of a concept set: inputs, so an edit recounts."""
+    spec = FREQ["concept_sets"][wildcards.concepts] or {}
+    return {k: spec[k] for k in ("class_names", "synonyms") if spec.get(k)}
 
 
 def concept_args(wildcards):
-    spec = FREQ["concept_sets"][wildcards.concepts] or {}
     args = f"--concepts {wildcards.concepts}"
-    if spec.get("class_names"):
-        args += f" --class-names {spec['class_names']}"
-    if spec.get("synonyms"):
-        args += f" --synonyms {spec['synonyms']}"
+    for key, path in concept_files(wildcards).items():
+        args += f" --{key.replace('_', '-')} {shlex.quote(path)}"
     return args
 
 
 def corpus_shard_tables(wildcards):
+    if not SHARDS.get(wildcards.corpus):
+        raise WorkflowError(
+            f"corpus {wildcards.corpus} is not counted: no figure reads it for any concept set"
+        )
     return expand(
         "results/freq/{corpus}/{concepts}/shards/{shard}_ori.tsv",
         corpus=wildcards.corpus,

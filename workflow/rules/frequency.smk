@@ -19,6 +19,7 @@ rule wordnet:
 rule count_shard:
     """Per-class caption-matching counts of one caption shard (or one MetaCLIP datacard)."""
     input:
+        unpack(concept_files),
         source=shard_source,
         wordnet=freq_plan.WORDNET_READY,
     output:

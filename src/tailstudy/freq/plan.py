@@ -48,10 +48,12 @@ class Shard:
     column: str = "caption"
 
 
-def corpus_kind(spec: dict) -> str:
+def corpus_kind(spec: dict, name: str = "") -> str:
     keys = [k for k in SOURCE_KEYS if k in spec]
     if len(keys) != 1:
-        raise UserError(f"a corpus needs exactly one of {', '.join(SOURCE_KEYS)}; got {keys}")
+        raise UserError(
+            f"corpus {name or '?'} needs exactly one of {', '.join(SOURCE_KEYS)}; got {keys}"
+        )
     return keys[0]
 
 
@@ -66,7 +68,7 @@ def _shard_name(path: str) -> str:
 def shards(config: dict, corpus: str) -> dict[str, Shard]:
     """The counting jobs of a caption-matching corpus, by shard name (sorted)."""
     spec = config["frequency"]["corpora"][corpus]
-    kind = corpus_kind(spec)
+    kind = corpus_kind(spec, corpus)
     if kind == "dataset":
         path = f"results/data/{spec['dataset']}/index.parquet"
         return {"index": Shard(corpus, "index", path, "captions")}
@@ -78,7 +80,10 @@ def shards(config: dict, corpus: str) -> dict[str, Shard]:
     if kind == "captions":
         paths: list[str] = []
         for pattern in spec["captions"]:
-            hits = sorted(glob.glob(str(pattern))) if glob.has_magic(str(pattern)) else [pattern]
+            pattern = str(pattern)
+            hits = (
+                sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+            )
             if not hits:
                 raise UserError(f"corpus {corpus}: no caption shard matches {pattern!r}")
             paths.extend(str(h) for h in hits)
@@ -136,48 +141,70 @@ def figure_corpora(spec: dict) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+#: Plots that draw one concept set (the others: one panel per concept set).
+_ONE_CONCEPT_SET = ("frequency-ranks", "label-curves", "frequency-zoom", "tail-classes")
+
+
 def check(config: dict) -> None:
     """Cross-references of the frequency section and of the figures that read it."""
+    from tailstudy.freq.conceptsets import CONCEPT_SETS, NAME_FILE_SETS
+
     freq = config.get("frequency", {})
     corpora = freq.get("corpora", {})
     concept_sets = freq.get("concept_sets", {})
     datasets, variants = config.get("datasets", {}), config.get("variants", {})
     for name, spec in corpora.items():
-        kind = corpus_kind(spec)
+        kind = corpus_kind(spec, name)
         ref = spec[kind]
         if kind == "dataset" and ref not in datasets:
             raise UserError(f"corpus {name} reads unknown dataset {ref!r}")
         if kind in ("variant", "labels") and ref not in variants:
             raise UserError(f"corpus {name} reads unknown variant {ref!r}")
         if kind == "captions" and "column" not in spec:
-            raise UserError(f"corpus {name}: caption shards need a column")
-    from tailstudy.freq.conceptsets import CONCEPT_SETS, NAME_FILE_SETS
-
+            raise UserError(f"corpus {name}: caption shards need a column (e.g. column: TEXT)")
+        if kind != "captions" and "column" in spec:
+            raise UserError(f"corpus {name}: column only applies to captions shards")
+        if kind != "table" and "concept_set" in spec:
+            raise UserError(f"corpus {name}: concept_set only applies to a published table")
     for name, spec in concept_sets.items():
         if name not in CONCEPT_SETS:
             raise UserError(
                 f"unknown concept set {name!r}; expected one of {', '.join(CONCEPT_SETS)}"
             )
-        if name in NAME_FILE_SETS and not spec.get("class_names"):
+        if name in NAME_FILE_SETS and not (spec or {}).get("class_names"):
             raise UserError(
                 f"concept set {name} needs class_names: a file with {NAME_FILE_SETS[name]}"
             )
+        if (spec or {}).get("synonyms") and name not in ("imagenet", "imagenet1k", "imagenet100"):
+            raise UserError(f"concept set {name}: a synonym table only applies to ImageNet")
     for fig, spec in config.get("figures", {}).items():
         plot = spec["plot"]
         if plot in FREQ_PLOTS:
             for key in FREQ_PLOTS[plot]:
                 if not spec.get(key):
                     raise UserError(f"figure {fig} ({plot}) needs {key}")
+            if plot in _ONE_CONCEPT_SET and len(figure_concept_sets(spec)) > 1:
+                raise UserError(f"figure {fig} ({plot}) draws one concept set; name one")
+            if plot == "tail-classes" and len(spec["corpora"]) > 1:
+                raise UserError(f"figure {fig} (tail-classes) lists one corpus; name one")
         for corpus in figure_corpora(spec):
             if corpus not in corpora:
                 raise UserError(f"figure {fig} names unknown corpus {corpus!r}")
-        if not figure_corpora(spec):
+        matched = [c for c in figure_corpora(spec) if corpus_kind(corpora[c], c) != "labels"]
+        if not matched:
             continue
         for cs in figure_concept_sets(spec):
             if cs not in concept_sets:
                 raise UserError(
                     f"figure {fig} uses concept set {cs!r}, not in frequency.concept_sets"
                 )
+            for c in matched:
+                own = corpora[c].get("concept_set", "imagenet")
+                if corpus_kind(corpora[c], c) == "table" and own != cs:
+                    raise UserError(
+                        f"figure {fig} needs corpus {c} for concept set {cs}, but its table "
+                        f"is for {own}"
+                    )
 
 
 def needed_tables(config: dict) -> list[tuple[str, str]]:

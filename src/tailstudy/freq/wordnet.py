@@ -121,7 +121,11 @@ def _copy_nltk(found: Path, nltk_data_dir: Path) -> None:
             shutil.copyfile(found, tmp)
         else:
             shutil.copytree(found, tmp)
-        tmp.rename(corpora / found.name)
+        target = corpora / found.name
+        if target.is_dir():  # a partial copy left by an interrupted run
+            shutil.rmtree(target)
+        target.unlink(missing_ok=True)
+        tmp.rename(target)
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
