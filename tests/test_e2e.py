@@ -24,9 +24,17 @@ def test_all_figures_end_to_end_and_claims_hold(tmp_path):
     assert res.returncode == 0, res.stderr[-5000:]
     print(f"embedded all_figures: {elapsed:.0f} s")
     results = tmp_path / "results"
-    for fig in ("fig03-descriptiveness", "fig19-frozen-heads", "fig11a-pearson-spearman"):
+    import yaml
+
+    figures = yaml.safe_load((REPO / "config.yaml").read_text())["figures"]
+    assert len(figures) == 9
+    for fig in figures:
         for ext in ("pdf", "png", "csv"):
             assert (results / "figures" / f"{fig}.{ext}").stat().st_size > 0
+    corr = pd.read_csv(results / "figures" / "fig13-corpus-correlation.csv")
+    assert len(corr) == 6 and corr["rho"].between(-1, 1).all()  # 3 pairs x 2 concept sets
+    tail = pd.read_csv(results / "figures" / "table01-tail-classes.csv")
+    assert (tail["count"] < 10).all() and tail["count"].is_monotonic_decreasing
     fig3 = pd.read_csv(results / "figures" / "fig03-descriptiveness.csv")
     assert len(fig3) == 14 and fig3[["rho_acc", "rho_pred", "top1"]].notna().all().all()
     claims = pd.read_csv(results / "claims.tsv", sep="\t")
