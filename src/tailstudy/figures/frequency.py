@@ -10,16 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tailstudy.freq.plan import figure_concept_sets
 from tailstudy.freq.sources import align_by_name, sort_by_count
 from tailstudy.io import UserError
 
 
 def _label(spec: dict, corpus: str) -> str:
     return spec.get("corpus_specs", {}).get(corpus, {}).get("label", corpus)
-
-
-def _concepts(spec: dict) -> list[str]:
-    return list(spec.get("concept_sets") or ["imagenet"])
 
 
 def _aligned(inputs, spec: dict, corpora: list[str], concepts: str) -> tuple[list[str], np.ndarray]:
@@ -35,7 +32,7 @@ def _ranked(inputs, spec: dict, groups: list[list[str]]):
 
     rank_by = spec["rank_by"]
     corpora = list(dict.fromkeys([rank_by, *(c for g in groups for c in g)]))
-    names, m = _aligned(inputs, spec, corpora, _concepts(spec)[0])
+    names, m = _aligned(inputs, spec, corpora, figure_concept_sets(spec)[0])
     order = np.argsort(-m[:, 0], kind="stable")
     colours = dict(zip(corpora, sns.color_palette("tab10", len(corpora)), strict=True))
     return corpora, names, m, order, colours
@@ -85,7 +82,7 @@ def label_curves(inputs, spec: dict):
     import seaborn as sns
 
     corpora = spec["corpora"]
-    concepts = _concepts(spec)[0]
+    concepts = figure_concept_sets(spec)[0]
     fig, axes = plt.subplots(1, len(corpora), figsize=(3.6 * len(corpora), 2.6), squeeze=False)
     palette = sns.color_palette("deep", len(corpora))
     rows = []
@@ -113,7 +110,7 @@ def correlation(inputs, spec: dict):
 
     from tailstudy.freq.correlate import spearman_matrix
 
-    corpora, sets = spec["corpora"], _concepts(spec)
+    corpora, sets = spec["corpora"], figure_concept_sets(spec)
     if len(corpora) < 2:
         raise UserError("a frequency-correlation figure needs at least two corpora")
     k = len(corpora)
@@ -176,7 +173,7 @@ def tail_classes(inputs, spec: dict):
     import matplotlib.pyplot as plt
 
     corpus, below = spec["corpora"][0], int(spec.get("below", 10))
-    names, counts = inputs.frequency(corpus, _concepts(spec)[0])
+    names, counts = inputs.frequency(corpus, figure_concept_sets(spec)[0])
     names, counts = sort_by_count(names, np.asarray(counts))
     keep = counts < below
     data = pd.DataFrame({"class": np.asarray(names, dtype=object)[keep], "count": counts[keep]})
