@@ -26,22 +26,23 @@ Why it is the same function (each step is tested on its own in ``tests/freq``):
    reference's own functions; the ones whose lemmas meet ``Q`` are the *relevant words*, each
    with the query-token ids it yields. Every other word yields nothing. (A probe checks the
    one-pass ``_morphy``: older NLTK versions, which repeat the rules, are refused.)
-4. **Matching**, batch-wise with numpy, on the set ``S`` of (caption, query-token) pairs:
+4. **Matching**, block-wise with numpy, on the set ``S`` of (caption, query-token) pairs:
    a one-token phrase ``t`` matches every caption holding ``t``; a multi-token phrase is looked up
    from one of its tokens (its *anchor*: any token gives the same result, the rarest gives the
-   fewest candidates) and kept if all its other tokens are in ``S`` (binary search); (caption,
-   class) pairs are de-duplicated; pairs whose caption holds a negative token of the class are
-   removed; what is left is counted (or weighted).
+   fewest candidates) and kept if all its other tokens are in ``S`` (a (caption, token) presence
+   table); (caption, class) pairs are de-duplicated; pairs whose caption holds a negative token
+   of the class are removed; what is left is counted (or weighted).
 
-Arrow kernels do the per-word work over a whole batch (``ascii_split_whitespace`` and a hash
-look-up of every word in the relevant-word set, ``index_in``), so no Python code runs per word or
-per caption.
+Steps 1 and 2 run on a whole block of captions at once (:func:`text_buffer`, :func:`word_spans`:
+one byte buffer, words as (start, end) spans), and each span is looked up in the relevant words
+by a hash of its bytes with an exact comparison of every candidate (:class:`WordIndex`), so a
+hash collision can never change a count. No Python code runs per word or per caption.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -52,9 +53,6 @@ from tailstudy.freq.conceptsets import ConceptSet
 #: Non-ASCII characters whose ``lower()`` holds an ASCII letter or digit, mapped to what the
 #: reference's lower-case + character filter turns them into.
 SPECIAL_CHARS: dict[str, str] = {"\u0130": "i ", "\u212a": "k"}
-
-# action kinds of a query token (see Matcher._anchor_phrases)
-_CLASS, _PHRASE, _NEGATIVE = 0, 1, 2
 
 _DOTTED_I = "\u0130".encode()  # 2 bytes -> b"i " (same length, offsets unchanged)
 _KELVIN = "\u212a".encode()  # 3 bytes -> b"k" (the caption offsets shift)
@@ -74,6 +72,11 @@ def byte_table(keep_digits: bool = False) -> bytes:
     return bytes(table)
 
 
+def _normalise_bytes(raw: bytes, table: bytes) -> bytes:
+    """Step 1 on UTF-8 bytes, with the :func:`byte_table` ``table``."""
+    return raw.replace(_DOTTED_I, b"i ").replace(_KELVIN, b"k").translate(table)
+
+
 def normalise_text(s: object, keep_digits: bool = False) -> str:
     """Step 1 for one string: the words (runs of ``[a-z0-9]``) of the reference's ``lower`` +
     character filter, with the same boundaries; ``""`` for a non-str. (A multi-byte character
@@ -81,16 +84,17 @@ def normalise_text(s: object, keep_digits: bool = False) -> str:
     if not isinstance(s, str):
         return ""
     raw = s.encode("utf-8", "surrogatepass")
-    raw = raw.replace(_DOTTED_I, b"i ").replace(_KELVIN, b"k")
-    return raw.translate(byte_table(keep_digits)).decode("ascii")
+    return _normalise_bytes(raw, byte_table(keep_digits)).decode("ascii")
 
 
 def _expand(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For ranges ``[starts[i], starts[i] + lens[i])``: (owner i, index) of every element."""
-    owner = np.repeat(np.arange(len(lens)), lens)
+    owner = np.arange(len(lens)).repeat(lens)
     if len(owner) == 0:
         return owner, owner
-    first = np.cumsum(lens) - lens
+    if len(owner) == len(lens) and lens.max() == 1:  # one element each: the usual case
+        return owner, starts
+    first = lens.cumsum() - lens
     return owner, np.arange(len(owner)) - first[owner] + starts[owner]
 
 
@@ -113,12 +117,35 @@ def _unique(x: np.ndarray) -> np.ndarray:
     return x[keep]
 
 
-def _isin_sorted(values: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
-    """``np.isin`` for a sorted ``sorted_ref``."""
-    if len(sorted_ref) == 0:
-        return np.zeros(len(values), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_ref, values), len(sorted_ref) - 1)
-    return sorted_ref[pos] == values
+def _lookup(
+    cap: np.ndarray, key: np.ndarray, csr: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cap, value) for every value listed under each ``key`` in ``csr`` (see :func:`_csr`)."""
+    starts, lens, flat = csr
+    n = lens.take(key)
+    has = n.nonzero()[0]
+    if len(has) == 0:
+        return has, has
+    n = n.take(has)
+    first = starts.take(key.take(has))
+    if n.max() == 1:  # one value each: the usual case
+        return cap.take(has), flat.take(first)
+    o, idx = _expand(first, n)
+    return cap.take(has.take(o)), flat.take(idx)
+
+
+def _caption_of(starts: np.ndarray, pos: np.ndarray, size: int) -> np.ndarray:
+    """Index of the caption that holds each position ``pos`` of a :func:`text_buffer` of
+    ``size`` bytes whose captions begin at ``starts`` (sorted)."""
+    if len(pos) == 0:
+        return np.zeros(0, dtype=np.int64)
+    n = len(starts)
+    dtype = np.uint16 if n <= 2**16 else np.int64
+    lens = np.empty(n, dtype=np.int64)
+    np.subtract(starts[1:], starts[:-1], out=lens[:-1])
+    lens[-1] = size - starts[-1]
+    owner = np.arange(n, dtype=dtype).repeat(lens)
+    return owner.take(pos - starts[0]).astype(np.int64)
 
 
 def as_text_array(texts: object) -> pa.Array | pa.ChunkedArray:
@@ -168,17 +195,222 @@ def contraction_words() -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _valid_positions(arr: pa.Array) -> np.ndarray:
-    """Indices of the non-null entries of an Arrow array."""
-    if arr.null_count == 0:
-        return np.arange(len(arr))
-    if arr.null_count == len(arr):
-        return np.zeros(0, dtype=np.int64)
-    bits = np.unpackbits(
-        np.frombuffer(arr.buffers()[0], dtype=np.uint8), count=arr.offset + len(arr),
-        bitorder="little",
-    )  # fmt: skip
-    return np.flatnonzero(bits[arr.offset :])
+# ---- steps 1 and 2 on a batch: one byte buffer, word spans -----------------------------------
+
+#: Spaces before and after a batch's byte buffer, so that the 8-byte windows read at the start
+#: and at the end of every word lie inside the buffer.
+PAD = 8
+#: Captions per step of :meth:`Matcher.count`: small enough for the per-word arrays of a step
+#: to stay in the CPU cache (the result does not depend on it).
+BLOCK = 4096
+_SPACE = 0x20
+
+
+def _data(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets from 0 (int64, ``len + 1``), bytes (uint8, no copy)) of a null-free text array."""
+    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    dtype = np.int64 if large else np.int32
+    bufs = arr.buffers()
+    offsets = np.frombuffer(
+        bufs[1], dtype=dtype, count=len(arr) + 1, offset=arr.offset * dtype().itemsize
+    )
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    if hi == lo:
+        return offsets.astype(np.int64) - lo, np.zeros(0, dtype=np.uint8)
+    return offsets.astype(np.int64) - lo, np.frombuffer(bufs[2], np.uint8, hi - lo, lo)
+
+
+_SEPARATOR: dict[pa.DataType, pa.Scalar] = {}  # " " as a scalar of each text type
+
+
+def text_buffer(arr: pa.Array, keep_digits: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1 for a whole Arrow text array: ``(buf, starts)``.
+
+    ``buf`` (uint8) holds :data:`PAD` spaces, the captions' UTF-8 bytes with one space between
+    captions, and :data:`PAD` spaces; ``starts[i]`` is where caption ``i`` begins (nulls are
+    empty captions). Every byte is OR-ed with ``0x20``, which lower-cases ASCII letters and keeps
+    digits and spaces, so a byte is a word byte of :func:`word_spans` iff :func:`byte_table`
+    keeps it as a letter (or digit); bytes ``0x10-0x19``, which would read as digits after the
+    OR, are blanked when digits are kept. The two :data:`SPECIAL_CHARS` (UTF-8 sequences whose
+    lead byte cannot occur inside another character) are rewritten as :func:`normalise_text`
+    does: ``İ`` (2 bytes) becomes ``"i "`` in place; the Kelvin sign (3 bytes) becomes ``"k"``,
+    the rest of its caption moving 2 bytes left and 2 spaces filling the caption's end. Hence
+    the words of caption ``i`` in ``buf`` are exactly those of ``normalise_text(caption i)``.
+    """
+    if arr.null_count:
+        binary = pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)
+        arr = pc.fill_null(arr, pa.scalar(b"" if binary else "", arr.type))
+    n = len(arr)
+    offsets, _ = _data(arr)
+    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    lists = (pa.LargeListArray if large else pa.ListArray).from_arrays(
+        pa.array(np.array([0, n], dtype=np.int64 if large else np.int32)), arr
+    )
+    if arr.type not in _SEPARATOR:
+        _SEPARATOR[arr.type] = pa.scalar(b" ", pa.binary()).cast(arr.type)
+    _, src = _data(pc.binary_join(lists, _SEPARATOR[arr.type]))
+    starts = PAD + offsets[:-1] + np.arange(n)
+    buf = np.empty(len(src) + 2 * PAD, dtype=np.uint8)
+    buf[:PAD] = buf[len(buf) - PAD :] = _SPACE
+    body = buf[PAD : len(buf) - PAD]
+    np.bitwise_or(src, _SPACE, out=body)
+    if keep_digits:
+        np.putmask(body, (src - 0x10) < 10, _SPACE)
+    # lead bytes 0xC4 (İ) and 0xE2 (Kelvin sign), among the few b with b | 0x26 == 0xE6
+    lead = ((src | 0x26) == 0xE6).nonzero()[0]
+    if len(lead):
+        dotted, kelvin = (_find_sequence(src, lead, seq) for seq in (_DOTTED_I, _KELVIN))
+        body[dotted] = ord("i")  # its second byte is no word byte: "i "
+        # a Kelvin sign becomes "k" and the rest of its caption moves 2 bytes left, leaving
+        # 2 spaces at the caption's end (right to left, so that positions stay valid)
+        kelvin += PAD
+        row = np.searchsorted(starts, kelvin, side="right")
+        row_end = np.append(starts, len(buf) - PAD + 1).take(row) - 1
+        for p, end in zip(kelvin[::-1].tolist(), row_end[::-1].tolist(), strict=True):
+            buf[p] = ord("k")
+            buf[p + 1 : end - 2] = buf[p + 3 : end]
+            buf[end - 2 : end] = _SPACE
+    return buf, starts
+
+
+def _find_sequence(data: np.ndarray, lead: np.ndarray, seq: bytes) -> np.ndarray:
+    """Where ``seq`` starts in ``data``, given a superset ``lead`` of its positions."""
+    at = lead[data[lead] == seq[0]]
+    at = at[at + len(seq) <= len(data)]
+    for k in range(1, len(seq)):
+        at = at[data[at + k] == seq[k]]
+    return at
+
+
+def word_spans(buf: np.ndarray, keep_digits: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2's words in a :func:`text_buffer`: (start, end) of every maximal run of ASCII
+    letters (and digits, with ``keep_digits``), in order. ``buf`` must begin and end with a
+    space."""
+    word = (buf - ord("a")) < 26
+    if keep_digits:
+        word |= (buf - ord("0")) < 10
+    edge = np.empty(len(buf), dtype=bool)  # edge[i]: a word starts or ends at i
+    edge[:1] = False
+    np.not_equal(word[1:], word[:-1], out=edge[1:])
+    edges = edge.nonzero()[0]
+    return edges[0::2], edges[1::2]
+
+
+#: ``8 * (8 - min(L, 8))`` for a word of ``L`` bytes, indexed by ``min(L, 8)``
+_SHIFT = np.array([8 * (8 - k) for k in range(9)], dtype=np.uint64)
+#: the low ``k`` bytes of a 64-bit integer, indexed by ``k <= 8``
+_LOW = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+
+
+def windows(buf: np.ndarray) -> np.ndarray:
+    """The 8 bytes at every position of ``buf`` as little-endian integers (``len(buf) - 7``),
+    copied out of an overlapping view (gathering from that unaligned view directly is several
+    times slower than copying it once)."""
+    return np.ascontiguousarray(np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,)))
+
+
+class WordIndex:
+    """Exact look-up of word spans in a fixed list of words, vectorised.
+
+    A span ``buf[s:e]`` of length ``L`` has two keys: ``k1``, the integer (little-endian) of its
+    last ``min(L, 8)`` bytes, and ``k2``, that of its first ``min(L, 8)`` bytes (shifted to the
+    top). Two spans of at most 16 bytes are equal iff their ``(L, k1, k2)`` are (``k1`` alone
+    is the whole span up to 8 bytes); longer spans iff also their bytes ``[8, L - 8)`` are.
+    A hash of ``k1`` and ``L`` picks a slot of a table ~32 times larger than the list, which
+    holds the chain of listed words with that slot (mostly none or one); every span whose slot
+    is not empty is compared exactly with the words of its chain. So a hash collision costs
+    time, never a wrong answer. ``table_bits`` fixes the table size (small sizes test
+    collisions).
+    """
+
+    def __init__(self, words: Sequence[str], *, seed: int = 0, table_bits: int | None = None):
+        enc = [w.encode("ascii") for w in words]
+        if len(set(enc)) != len(enc) or not all(enc):
+            raise ValueError("the word list must hold distinct non-empty words")
+        if any(w != w.lower() or not w.isalnum() for w in words):
+            raise ValueError("words must be lower-case ASCII letters and digits")
+        self.words = list(words)
+        n = self._none = len(enc)
+        lens = np.array([len(w) for w in enc], dtype=np.int64)
+        starts = PAD + np.cumsum(lens + 1) - lens - 1
+        text = b" " * PAD + b"".join(w + b" " for w in enc) + b" " * PAD
+        win = self._vwin = windows(np.frombuffer(text, dtype=np.uint8))
+        shift = _SHIFT.take(np.minimum(lens, 8))
+        # entry n is a sentinel: the end of every chain, never equal to a span (length -1)
+        self._k1 = np.append(win.take(starts + lens - 8) >> shift, np.uint64(0))
+        self._k2 = np.append(win.take(starts) << shift, np.uint64(0))
+        self._len = np.append(lens, -1)
+        self._longest = int(lens.max()) if n else 0
+        self._start = np.append(starts, 0)
+        bits = table_bits or max(6, int(np.ceil(np.log2(32 * max(n, 1)))))
+        self._shift = np.uint64(64 - bits)
+        self._mult = np.random.default_rng(seed).integers(0, 2**63, dtype=np.uint64) * np.uint64(
+            2
+        ) + np.uint64(1)
+        slot = self._slot(self._k1[:n], lens)
+        order = np.argsort(slot, kind="stable")
+        same = slot[order[1:]] == slot[order[:-1]]
+        self._next = np.full(n + 1, n, dtype=np.int64)
+        self._next[order[:-1][same]] = order[1:][same]
+        first = order[np.concatenate([[True], ~same])] if n else order
+        self._head = np.full(1 << bits, n, dtype=np.int32 if n < 2**31 else np.int64)
+        self._head[slot[first]] = first
+
+    def _slot(self, k1: np.ndarray, length: np.ndarray) -> np.ndarray:
+        return ((k1 ^ length.view(np.uint64)) * self._mult) >> self._shift
+
+    def find(
+        self, buf: np.ndarray, start: np.ndarray, end: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(span index, word index) of every span ``buf[start:end]`` that is a listed word, in
+        no particular order; ``buf`` needs :data:`PAD` bytes of room around the spans."""
+        win = windows(buf)
+        length = end - start
+        shift = _SHIFT.take(np.minimum(length, 8))
+        k1 = win.take(end - 8) >> shift
+        entry = self._head.take(self._slot(k1, length))
+        at = (entry != self._none).nonzero()[0]
+        entry, k1, length = entry.take(at).astype(np.intp), k1.take(at), length.take(at)
+        k2 = win.take(start[at]) << shift.take(at)
+        found_at, found_entry = [], []
+        while len(at):
+            ok = self._len.take(entry) == length
+            ok &= self._k1.take(entry) == k1
+            ok &= self._k2.take(entry) == k2
+            if self._longest > 16:
+                long = (ok & (length > 16)).nonzero()[0]
+                if len(long):
+                    ok[long] = self._middle_equal(win, start[at.take(long)], entry.take(long))
+            hit = ok.nonzero()[0]
+            if len(hit) == len(at):
+                found_at.append(at)
+                found_entry.append(entry)
+                break
+            found_at.append(at.take(hit))
+            found_entry.append(entry.take(hit))
+            # the others try the next word of their chain
+            miss = (~ok).nonzero()[0]
+            entry = self._next.take(entry.take(miss))
+            more = (entry != self._none).nonzero()[0]
+            entry, miss = entry.take(more), miss.take(more)
+            at, k1, k2, length = at.take(miss), k1.take(miss), k2.take(miss), length.take(miss)
+        if len(found_at) <= 1:
+            return (found_at[0], found_entry[0]) if found_at else (at, entry)
+        return np.concatenate(found_at), np.concatenate(found_entry)
+
+    def _middle_equal(self, win: np.ndarray, start: np.ndarray, entry: np.ndarray) -> np.ndarray:
+        """Whether bytes ``[8, L - 8)`` of the spans at ``start`` (``win``: the
+        :func:`windows` of their buffer) equal those of the words, 8 bytes at a time."""
+        length = self._len.take(entry)
+        equal = np.ones(len(entry), dtype=bool)
+        for offset in range(8, int(length.max()) - 8, 8):
+            rest = length - 8 - offset  # bytes left before the last 8, compared up to 8
+            todo = (rest > 0).nonzero()[0]
+            mask = _LOW.take(np.minimum(rest.take(todo), 8))
+            span = win.take(start.take(todo) + offset) & mask
+            word = self._vwin.take(self._start.take(entry.take(todo)) + offset) & mask
+            equal[todo] &= span == word
+        return equal
 
 
 class Matcher:
@@ -204,16 +436,9 @@ class Matcher:
         self.batch_size = batch_size
         self._lemmatize = lemmatize
         self._tokenize = word_tokenize
-        self._table = byte_table(keep_digits)
+        self._scratch: np.ndarray | None = None  # (caption, token) presence table of a block
         self._compile()
         self._index_words()
-
-    def __getstate__(self) -> dict:
-        """Pickled without the lemmatiser: counting never needs it once the relevant words are
-        known, so worker processes need neither NLTK's WordNet nor the time to load it."""
-        state = self.__dict__.copy()
-        state["_lemmatize"] = state["_tokenize"] = None
-        return state
 
     # ---- words ----------------------------------------------------------------------------
 
@@ -269,7 +494,7 @@ class Matcher:
         self._combo_code: dict[tuple[int, ...], int] = {}
         codes = {w: self._word_code(w) for w in sorted(self.candidate_words())}
         self.relevant_words = {w: c for w, c in codes.items() if c}
-        self._word_set = pa.array(list(self.relevant_words), pa.large_string())
+        self._words = WordIndex(list(self.relevant_words))
         self._word_code_arr = np.array(list(self.relevant_words.values()), dtype=np.int64)
         self._combo_arrays = _csr(self._combos)
 
@@ -305,10 +530,15 @@ class Matcher:
         # pair keys pack (caption, token) and (caption, class) into one int64 with shifts
         self._tok_bits = max(1, (V - 1).bit_length())
         self._class_bits = max(1, (self.n_classes - 1).bit_length())
-        self._single = [sorted(single.get(t, ())) for t in range(V)]
-        self._negative = [sorted(negative.get(t, ())) for t in range(V)]
+        # per token: 2k + 1 for each class k it matches outright (a one-token phrase), 2k for
+        # each class k it is a negative of
+        self._outright = _csr([[2 * k + 1 for k in sorted(single.get(t, ()))]
+                               + [2 * k for k in sorted(negative.get(t, ()))]
+                               for t in range(V)])  # fmt: skip
         self._multi = list(multi)
         self._m_class = np.array([k for k, _ in self._multi], dtype=np.int64)
+        self._m_value = 2 * self._m_class + 1
+        self._phrase_tokens = _csr([sorted(t) for _, t in self._multi])
         # before any caption is seen, a token's rarity is guessed from the number of phrases
         # using it (then its length); :meth:`_anchor_phrases` later uses observed frequencies
         self._lemma_len = np.array([len(x) for x in qtok], dtype=np.int64)
@@ -320,30 +550,30 @@ class Matcher:
         self._n_batches = 0
 
     def _anchor_phrases(self) -> None:
-        """Build the per-token action lists, indexing every multi-token phrase under its rarest
-        token (by ``self._tok_seen``).
+        """Index every multi-token phrase under its rarest token (by ``self._tok_seen``).
 
-        A caption holding token ``t`` triggers the actions of ``t``: *class* ``k`` (a one-token
-        phrase of class ``k``), *phrase* ``j`` (multi-token phrase ``j`` anchored at ``t``: check
-        its other tokens) and *negative* ``k`` (``t`` blocks class ``k``). Any token of a phrase
-        would give the same matches as anchor; the rarest one gives the fewest candidates.
+        A caption holding token ``t`` matches the classes of ``t``'s one-token phrases and
+        cannot match the classes that ``t`` is a negative of (both in ``self._outright``), and
+        is a candidate for the multi-token phrases anchored at ``t`` (``self._anchors``: it
+        matches one if it also holds the phrase's other tokens, ``self._rest``). Any token of a
+        phrase would give the same matches as anchor; the rarest one gives the fewest
+        candidates.
         """
-        anchors: list[list[int]] = [[] for _ in range(self.n_tokens)]
-        rest: list[list[int]] = []
-        for j, (_, toks) in enumerate(self._multi):
-            a = min(toks, key=lambda t: (self._tok_seen[t], -self._lemma_len[t], t))
-            anchors[a].append(j)
-            rest.append(sorted(toks - {a}))
-        kinds, ids = [], []
-        for t in range(self.n_tokens):
-            acts = [(_CLASS, k) for k in self._single[t]] + [(_PHRASE, j) for j in anchors[t]]
-            acts += [(_NEGATIVE, k) for k in self._negative[t]]
-            kinds.append([a for a, _ in acts])
-            ids.append([i for _, i in acts])
-        self._act_start, self._act_len, kind = _csr(kinds)
-        self._act_kind = kind.astype(np.int8)
-        self._act_id = _csr(ids)[2]
-        self._rest = _csr(rest)
+        V = self.n_tokens
+        p_start, p_len, p_tok = self._phrase_tokens
+        if len(p_len) == 0:
+            self._anchors = _csr([[] for _ in range(V)])
+            self._rest = _csr([])
+            return
+        # rank of each token: rarest first, then longest lemma, then id
+        order = np.lexsort((np.arange(V), -self._lemma_len, self._tok_seen))
+        rank = np.empty(V, dtype=np.int64)
+        rank[order] = np.arange(V)
+        anchor = order[np.minimum.reduceat(rank[p_tok], p_start)]
+        rest = p_tok[p_tok != np.repeat(anchor, p_len)]
+        self._rest = (np.cumsum(p_len - 1) - (p_len - 1), p_len - 1, rest)
+        a_len = np.bincount(anchor, minlength=V)
+        self._anchors = (np.cumsum(a_len) - a_len, a_len, np.argsort(anchor, kind="stable"))
 
     @property
     def query_tokens(self) -> list[str]:
@@ -352,104 +582,108 @@ class Matcher:
 
     # ---- batches --------------------------------------------------------------------------
 
-    def _normalised(self, arr: pa.Array) -> pa.Array:
-        """Step 1 on a whole Arrow array: a ``large_string`` of ``[a-z0-9 ]`` with the same rows."""
-        n = len(arr)
-        if arr.null_count:
-            binary = pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)
-            arr = pc.fill_null(arr, pa.scalar(b"" if binary else "", arr.type))
-        large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-        dtype = np.int64 if large else np.int32
-        bufs = arr.buffers()
-        offsets = np.frombuffer(
-            bufs[1], dtype=dtype, count=n + 1, offset=arr.offset * dtype().itemsize
-        )
-        lo, hi = int(offsets[0]), int(offsets[-1])
-        raw = bufs[2][lo:hi].to_pybytes() if bufs[2] is not None and hi > lo else b""
-        offsets = offsets.astype(np.int64) - lo
-        text = raw.translate(self._table)
-        # the two special characters, found with vectorised byte compares (UTF-8 lead bytes
-        # cannot occur inside another character, so these byte patterns are those characters)
-        u = np.frombuffer(raw, dtype=np.uint8)
-        dotted = np.flatnonzero(u[:-1] == _DOTTED_I[0])
-        dotted = dotted[u[dotted + 1] == _DOTTED_I[1]]
-        kelvin = np.flatnonzero(u[2:] == _KELVIN[2])  # index of the last byte, minus 2
-        kelvin = kelvin[(u[kelvin] == _KELVIN[0]) & (u[kelvin + 1] == _KELVIN[1])]
-        if len(dotted) or len(kelvin):
-            t = np.frombuffer(text, dtype=np.uint8).copy()
-            t[dotted] = ord("i")  # its second byte is already a space: "i "
-            t[kelvin] = ord("k")  # its other two bytes are dropped: later captions shift left
-            if len(kelvin):
-                t = np.delete(t, np.concatenate([kelvin + 1, kelvin + 2]))
-                offsets -= (len(_KELVIN) - 1) * np.searchsorted(kelvin, offsets, side="left")
-            text = t.tobytes()
-        return pa.Array.from_buffers(
-            pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)]
-        )
+    def __getstate__(self) -> dict:
+        """Pickled without the lemmatiser (counting never needs it once the relevant words are
+        known, so worker processes need neither NLTK's WordNet nor the time to load it) and
+        without the scratch table, which is made again on first use."""
+        state = self.__dict__.copy()
+        state["_lemmatize"] = state["_tokenize"] = None
+        state["_scratch"] = None
+        return state
 
-    def _expand_codes(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(owner, query token) for each query token that ``codes`` stand for."""
+    def _expand_codes(self, codes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(owner, query token) for each query token that ``codes`` stand for; owner None
+        when each code stands for one token."""
         V = self.n_tokens
+        if len(codes) == 0 or codes.max() <= V:
+            return None, codes - 1
         single = codes <= V
         owner = np.flatnonzero(single)
         toks = codes[single] - 1
-        if single.all():
-            return owner, toks
         starts, lens, flat = self._combo_arrays
         where = np.flatnonzero(~single)
         c = codes[where] - V - 1
         o, idx = _expand(starts[c], lens[c])
         return np.concatenate([owner, where[o]]), np.concatenate([toks, flat[idx]])
 
-    def caption_tokens(self, texts: object) -> tuple[np.ndarray, np.ndarray]:
-        """The set ``S`` of one batch: sorted unique (caption, query-token id) pairs."""
-        words = pc.ascii_split_whitespace(self._normalised(as_text_array(texts)))
-        values = words.values
-        if values.type != self._word_set.type:
-            self._word_set = self._word_set.cast(values.type)
-        found = pc.index_in(values, value_set=self._word_set)  # null: not a relevant word
-        at = _valid_positions(found)
-        if len(at) == 0:
-            return at, at
-        which = np.frombuffer(found.buffers()[1], dtype=np.int32)[found.offset + at]
-        owner, tok = self._expand_codes(self._word_code_arr[which])
-        cap = pc.list_parent_indices(words).to_numpy()[at[owner]]
-        key = _unique((cap << self._tok_bits) | tok)
-        cap, tok = key >> self._tok_bits, key & ((1 << self._tok_bits) - 1)
-        # re-pick the anchors from observed frequencies after batches 1, 2, 4, 8, ...
+    def _block_tokens(self, arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """(caption, query token) for every relevant word of a block (Arrow text, no chunks):
+        the set ``S`` of step 4, in no particular order and with repeats."""
+        buf, starts = text_buffer(arr, self.keep_digits)
+        start, end = word_spans(buf, self.keep_digits)
+        at, word = self._words.find(buf, start, end)
+        cap = _caption_of(starts, start[at], len(buf))
+        owner, tok = self._expand_codes(self._word_code_arr.take(word))
+        if owner is not None:
+            cap = cap.take(owner)
+        # re-pick the anchors from observed frequencies after blocks 1, 2, 4, 8, ...
         self._tok_seen += np.bincount(tok, minlength=self.n_tokens)
         self._n_batches += 1
         if self._n_batches & (self._n_batches - 1) == 0:
             self._anchor_phrases()
         return cap, tok
 
-    def match_pairs(self, texts: object) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted unique (caption index, class index) pairs of one batch (step 4)."""
-        tb, cb = self._tok_bits, self._class_bits
-        cap, tok = self.caption_tokens(texts)
-        key = (cap << tb) | tok  # sorted: the set S
-        o, idx = _expand(self._act_start[tok], self._act_len[tok])
-        a_cap, kind, ident = cap[o], self._act_kind[idx], self._act_id[idx]
-        # one-token phrases match outright
-        is_class = kind == _CLASS
-        m_cap, m_cls = [a_cap[is_class]], [ident[is_class]]
-        # multi-token phrases: the anchor is present; every other token must be in S too
-        is_phrase = kind == _PHRASE
-        if is_phrase.any():
-            c_cap, c_phr = a_cap[is_phrase], ident[is_phrase]
+    def _block_pairs(self, arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Step 4 on one block of at most :data:`BLOCK` captions: sorted unique (caption, class)."""
+        cap, tok = self._block_tokens(arr)
+        V, cb = self.n_tokens, self._class_bits
+        # (caption, class) keys (caption << cb | class) << 1 | flag: flag 1 for a match, 0 for
+        # a block (the caption holds a negative token of the class); first the one-token
+        # phrases, which match outright, and the negative tokens, of each token
+        k_cap, k_val = _lookup(cap, tok, self._outright)
+        keys = [(k_cap << (cb + 1)) | k_val]
+        # multi-token phrases: the anchor is present; every other token must be in S too,
+        # looked up in a (caption, token) presence table that is cleared again afterwards
+        c_cap, c_phr = _lookup(cap, tok, self._anchors)
+        if len(c_phr):
+            if self._scratch is None or len(self._scratch) < len(arr) * V:
+                self._scratch = np.zeros(len(arr) * V, dtype=bool)
+            present = self._scratch
+            held = cap * V + tok
+            present.put(held, True)
             r_start, r_len, r_tok = self._rest
-            o2, idx2 = _expand(r_start[c_phr], r_len[c_phr])
-            found = _isin_sorted((c_cap[o2] << tb) | r_tok[idx2], key)
-            ok = np.bincount(o2[~found], minlength=len(c_phr)) == 0
-            m_cap.append(c_cap[ok])
-            m_cls.append(self._m_class[c_phr[ok]])
-        pairs = _unique((np.concatenate(m_cap) << cb) | np.concatenate(m_cls))
-        # negatives: drop (caption, class) pairs whose caption holds a negative token of the class
-        is_negative = kind == _NEGATIVE
-        if is_negative.any():
-            blocked = _unique((a_cap[is_negative] << cb) | ident[is_negative])
-            pairs = pairs[~_isin_sorted(pairs, blocked)]
+            o, idx = _expand(r_start.take(c_phr), r_len.take(c_phr))
+            missing = ~present.take(c_cap.take(o) * V + r_tok.take(idx))
+            present.put(held, False)
+            ok = (np.bincount(o.compress(missing), minlength=len(c_phr)) == 0).nonzero()[0]
+            keys.append((c_cap.take(ok) << (cb + 1)) | self._m_value.take(c_phr.take(ok)))
+        # de-duplicated matches without the blocked ones: after sorting, a match survives iff
+        # it comes first among its equals (no block, no earlier copy)
+        keys = np.concatenate(keys)
+        keys.sort()
+        keep = (keys & 1).astype(bool)
+        keep[1:] &= (keys[1:] >> 1) != (keys[:-1] >> 1)
+        pairs = keys[keep] >> 1
         return pairs >> cb, pairs & ((1 << cb) - 1)
+
+    def _blocks(self, texts: object) -> Iterator[tuple[int, pa.Array]]:
+        """(first caption index, block) over ``texts``, in blocks of at most :data:`BLOCK`
+        (and ``batch_size``) captions."""
+        data = as_text_array(texts)
+        step = max(1, min(self.batch_size, BLOCK))
+        done = 0
+        for chunk in data.chunks if isinstance(data, pa.ChunkedArray) else [data]:
+            for i in range(0, len(chunk), step):
+                block = chunk.slice(i, step)
+                yield done, block
+                done += len(block)
+
+    def caption_tokens(self, texts: object) -> tuple[np.ndarray, np.ndarray]:
+        """The set ``S`` of a batch: sorted unique (caption index, query-token id) pairs."""
+        tb = self._tok_bits
+        keys = [(((cap + i) << tb) | tok) for i, b in self._blocks(texts)
+                for cap, tok in [self._block_tokens(b)]]  # fmt: skip
+        key = _unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+        return key >> tb, key & ((1 << tb) - 1)
+
+    def match_pairs(self, texts: object) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted unique (caption index, class index) pairs of a batch (step 4)."""
+        caps, classes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        for i, block in self._blocks(texts):
+            cap, cls = self._block_pairs(block)
+            caps.append(cap + i)
+            classes.append(cls)
+        return np.concatenate(caps), np.concatenate(classes)
 
     def count(self, texts: object, weights: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Per-class counts (int64, label order) over ``texts`` (Arrow text or a sequence);
@@ -460,14 +694,10 @@ class Matcher:
         if w is not None and len(w) != len(data):
             raise ValueError(f"{len(data)} texts but {len(w)} weights")
         counts = np.zeros(self.n_classes, dtype=np.int64)
-        done = 0
-        for chunk in data.chunks if isinstance(data, pa.ChunkedArray) else [data]:
-            for i in range(0, len(chunk), self.batch_size):
-                batch = chunk.slice(i, self.batch_size)
-                cap, cls = self.match_pairs(batch)
-                if w is None:
-                    counts += np.bincount(cls, minlength=self.n_classes)
-                else:
-                    np.add.at(counts, cls, w[done + cap])
-                done += len(batch)
+        for i, block in self._blocks(data):
+            cap, cls = self._block_pairs(block)
+            if w is None:
+                counts += np.bincount(cls, minlength=self.n_classes)
+            else:
+                np.add.at(counts, cls, w[i + cap])
         return counts
