@@ -122,6 +122,24 @@ def test_special_characters_across_captions(lemmatize):
         assert Matcher(k, lemmatize, batch_size=batch_size).count(texts).tolist() == want.tolist()
 
 
+def test_steps_split_by_bytes(lemmatize, monkeypatch):
+    """Long captions make short steps (at most BLOCK_BYTES bytes, or one caption each)."""
+    import tailstudy.freq.engine as engine
+
+    k = toy(("kilo", ["kilo"]), ("dog", ["dog", "hot dog"], ["hot"]))
+    texts = ["dog " * 20, None, "kilo", "hot dog " * 3 + "\u212ailo", "", "a dog"] * 3
+    want = reference_counts(texts, k, lemmatize)
+    pairs = Matcher(k, lemmatize).match_pairs(texts)
+    monkeypatch.setattr(engine, "BLOCK_BYTES", 16)
+    m = Matcher(k, lemmatize)
+    steps = list(m._blocks(texts))
+    # 80 bytes alone; None + "kilo" (4); 30 bytes alone; "" + "a dog" (5); and so on
+    assert [len(b) for _, b in steps] == [1, 2, 1, 2] * 3
+    assert [i for i, _ in steps] == [0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16]
+    assert m.count(texts).tolist() == want.tolist()
+    assert all(np.array_equal(a, b) for a, b in zip(m.match_pairs(texts), pairs, strict=True))
+
+
 @pytest.mark.parametrize("empty", [None, float("nan"), "", "   ", "123 !!", 42])
 def test_empty_captions(count, empty):
     assert count([empty, "dog"], CAN).tolist() == [0, 1]

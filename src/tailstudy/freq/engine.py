@@ -203,21 +203,28 @@ PAD = 8
 #: Captions per step of :meth:`Matcher.count`: small enough for the per-word arrays of a step
 #: to stay in the CPU cache (the result does not depend on it).
 BLOCK = 4096
+#: Bytes of text per step at most (unless one caption is longer): a step also holds the 8-byte
+#: window at every byte (:func:`windows`), 8 times as much.
+BLOCK_BYTES = 1 << 20
 _SPACE = 0x20
+
+
+def _offsets(arr: pa.Array) -> np.ndarray:
+    """The offsets (``len + 1``, as stored: int32 or int64, no copy) of an Arrow text array."""
+    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    dtype = np.int64 if large else np.int32
+    return np.frombuffer(
+        arr.buffers()[1], dtype=dtype, count=len(arr) + 1, offset=arr.offset * dtype().itemsize
+    )
 
 
 def _data(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(offsets from 0 (int64, ``len + 1``), bytes (uint8, no copy)) of a null-free text array."""
-    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-    dtype = np.int64 if large else np.int32
-    bufs = arr.buffers()
-    offsets = np.frombuffer(
-        bufs[1], dtype=dtype, count=len(arr) + 1, offset=arr.offset * dtype().itemsize
-    )
+    offsets = _offsets(arr)
     lo, hi = int(offsets[0]), int(offsets[-1])
     if hi == lo:
         return offsets.astype(np.int64) - lo, np.zeros(0, dtype=np.uint8)
-    return offsets.astype(np.int64) - lo, np.frombuffer(bufs[2], np.uint8, hi - lo, lo)
+    return offsets.astype(np.int64) - lo, np.frombuffer(arr.buffers()[2], np.uint8, hi - lo, lo)
 
 
 _SEPARATOR: dict[pa.DataType, pa.Scalar] = {}  # " " as a scalar of each text type
@@ -640,11 +647,14 @@ class Matcher:
                 self._scratch = np.zeros(len(arr) * V, dtype=bool)
             present = self._scratch
             held = cap * V + tok
-            present.put(held, True)
             r_start, r_len, r_tok = self._rest
             o, idx = _expand(r_start.take(c_phr), r_len.take(c_phr))
-            missing = ~present.take(c_cap.take(o) * V + r_tok.take(idx))
-            present.put(held, False)
+            query = c_cap.take(o) * V + r_tok.take(idx)
+            try:
+                present.put(held, True)
+                missing = ~present.take(query)
+            finally:
+                present.put(held, False)
             ok = (np.bincount(o.compress(missing), minlength=len(c_phr)) == 0).nonzero()[0]
             keys.append((c_cap.take(ok) << (cb + 1)) | self._m_value.take(c_phr.take(ok)))
         # de-duplicated matches without the blocked ones: after sorting, a match survives iff
@@ -658,15 +668,21 @@ class Matcher:
 
     def _blocks(self, texts: object) -> Iterator[tuple[int, pa.Array]]:
         """(first caption index, block) over ``texts``, in blocks of at most :data:`BLOCK`
-        (and ``batch_size``) captions."""
+        (and ``batch_size``) captions and :data:`BLOCK_BYTES` bytes (or one caption)."""
         data = as_text_array(texts)
         step = max(1, min(self.batch_size, BLOCK))
         done = 0
         for chunk in data.chunks if isinstance(data, pa.ChunkedArray) else [data]:
-            for i in range(0, len(chunk), step):
-                block = chunk.slice(i, step)
-                yield done, block
-                done += len(block)
+            offsets = _offsets(chunk)
+            i = 0
+            while i < len(chunk):
+                j = min(i + step, len(chunk))
+                if offsets[j] - offsets[i] > BLOCK_BYTES:
+                    j = int(np.searchsorted(offsets, offsets[i] + BLOCK_BYTES, side="right")) - 1
+                    j = max(j, i + 1)
+                yield done + i, chunk.slice(i, j - i)
+                i = j
+            done += len(chunk)
 
     def caption_tokens(self, texts: object) -> tuple[np.ndarray, np.ndarray]:
         """The set ``S`` of a batch: sorted unique (caption index, query-token id) pairs."""
