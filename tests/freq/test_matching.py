@@ -140,6 +140,18 @@ def test_steps_split_by_bytes(lemmatize, monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(m.match_pairs(texts), pairs, strict=True))
 
 
+def test_huge_vocabulary_searches_instead_of_a_table(imagenet, imagenet_matcher, lemmatize,
+                                                     monkeypatch):  # fmt: skip
+    import tailstudy.freq.engine as engine
+
+    texts = ["a hot dog and a sea lion", "Great White Shark", "tiger cat", "dog", None] * 5
+    want = imagenet_matcher.count(texts)
+    monkeypatch.setattr(engine, "SCRATCH_MAX", 0)
+    m = Matcher(imagenet, lemmatize)
+    assert m.count(texts).tolist() == want.tolist() and m._scratch is None
+    assert want.tolist() == reference_counts(texts, imagenet, lemmatize).tolist()
+
+
 @pytest.mark.parametrize("empty", [None, float("nan"), "", "   ", "123 !!", 42])
 def test_empty_captions(count, empty):
     assert count([empty, "dog"], CAN).tolist() == [0, 1]

@@ -206,6 +206,9 @@ BLOCK = 4096
 #: Bytes of text per step at most (unless one caption is longer): a step also holds the 8-byte
 #: window at every byte (:func:`windows`), 8 times as much.
 BLOCK_BYTES = 1 << 20
+#: Bytes of the (caption, token) presence table of a step at most; larger vocabularies look
+#: tokens up by search instead.
+SCRATCH_MAX = 1 << 26
 _SPACE = 0x20
 
 
@@ -331,11 +334,11 @@ class WordIndex:
     """
 
     def __init__(self, words: Sequence[str], *, seed: int = 0, table_bits: int | None = None):
+        if not all(w.isascii() and w.isalnum() and w == w.lower() for w in words):
+            raise ValueError("words must be non-empty runs of lower-case ASCII letters and digits")
         enc = [w.encode("ascii") for w in words]
-        if len(set(enc)) != len(enc) or not all(enc):
-            raise ValueError("the word list must hold distinct non-empty words")
-        if any(w != w.lower() or not w.isalnum() for w in words):
-            raise ValueError("words must be lower-case ASCII letters and digits")
+        if len(set(enc)) != len(enc):
+            raise ValueError("the word list must hold distinct words")
         self.words = list(words)
         n = self._none = len(enc)
         lens = np.array([len(w) for w in enc], dtype=np.int64)
@@ -351,9 +354,8 @@ class WordIndex:
         self._start = np.append(starts, 0)
         bits = table_bits or max(6, int(np.ceil(np.log2(32 * max(n, 1)))))
         self._shift = np.uint64(64 - bits)
-        self._mult = np.random.default_rng(seed).integers(0, 2**63, dtype=np.uint64) * np.uint64(
-            2
-        ) + np.uint64(1)
+        mult = np.random.default_rng(seed).integers(0, 2**63, dtype=np.uint64)
+        self._mult = mult * np.uint64(2) + np.uint64(1)  # odd: the hash keeps all bits of k1
         slot = self._slot(self._k1[:n], lens)
         order = np.argsort(slot, kind="stable")
         same = slot[order[1:]] == slot[order[:-1]]
@@ -643,18 +645,21 @@ class Matcher:
         # looked up in a (caption, token) presence table that is cleared again afterwards
         c_cap, c_phr = _lookup(cap, tok, self._anchors)
         if len(c_phr):
-            if self._scratch is None or len(self._scratch) < len(arr) * V:
-                self._scratch = np.zeros(len(arr) * V, dtype=bool)
-            present = self._scratch
             held = cap * V + tok
             r_start, r_len, r_tok = self._rest
             o, idx = _expand(r_start.take(c_phr), r_len.take(c_phr))
             query = c_cap.take(o) * V + r_tok.take(idx)
-            try:
-                present.put(held, True)
-                missing = ~present.take(query)
-            finally:
-                present.put(held, False)
+            if len(arr) * V > SCRATCH_MAX:  # a huge vocabulary: search instead
+                missing = ~np.isin(query, held)
+            else:
+                if self._scratch is None or len(self._scratch) < len(arr) * V:
+                    self._scratch = np.zeros(len(arr) * V, dtype=bool)
+                present = self._scratch
+                try:
+                    present.put(held, True)
+                    missing = ~present.take(query)
+                finally:
+                    present.put(held, False)
             ok = (np.bincount(o.compress(missing), minlength=len(c_phr)) == 0).nonzero()[0]
             keys.append((c_cap.take(ok) << (cb + 1)) | self._m_value.take(c_phr.take(ok)))
         # de-duplicated matches without the blocked ones: after sorting, a match survives iff
