@@ -9,10 +9,18 @@ import pytest
 from tailstudy.concepts import concept_subset
 
 
-def make_dataset(root, n_classes=6, per_class=(30, 20, 12, 8, 5, 3), seed=0, size=32):
-    """Images whose colour encodes the class; captions name the class and its colour."""
+def make_dataset(
+    root, n_classes=6, per_class=(30, 20, 12, 8, 5, 3), seed=0, size=32, concepts=None, extra=None
+):
+    """Images whose colour encodes the class; captions name the class and its colour.
+
+    ``concepts``: positions in the ImageNet-100 list of the classes (default: the first
+    ``n_classes``); ``extra``: a function adding columns to the index (e.g. LAIONet's
+    ``similarity``, ``wnid``, ``row_id``) before it is written."""
     rng = np.random.default_rng(seed)
-    concepts = concept_subset("imagenet100")[:n_classes]
+    every = concept_subset("imagenet100")
+    concepts = [every[i] for i in concepts] if concepts is not None else every[:n_classes]
+    n_classes = len(concepts)
     colours = rng.integers(0, 255, (n_classes, 3))
     rows, images = [], []
     for c, n in enumerate(per_class[:n_classes]):
@@ -32,10 +40,13 @@ def make_dataset(root, n_classes=6, per_class=(30, 20, 12, 8, 5, 3), seed=0, siz
     order = rng.permutation(len(rows))
     from tailstudy.data.format import write_dataset
 
+    index = pd.DataFrame(rows).iloc[order].reset_index(drop=True)
+    if extra is not None:
+        index = extra(index, concepts)
     write_dataset(
         root,
         root.name,
-        pd.DataFrame(rows).iloc[order].reset_index(drop=True),
+        index,
         np.stack(images)[order],
         [(c.wnid, c.name) for c in concepts],
         {"kind": "test"},

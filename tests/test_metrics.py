@@ -41,3 +41,17 @@ def test_summary_top1_is_mean_per_class_accuracy():
     s = summarize(m, np.array([10, 5, 1]))
     assert s["top1"] == pytest.approx((1 + 0.6 + 0) / 3)
     assert s["rho_pred"] == pytest.approx(stats.spearmanr([10, 5, 1], m.sum(0)).statistic)
+
+
+def test_train_positions_align_evaluation_classes_by_wnid():
+    from tailstudy.evaluate.metrics import train_positions
+    from tailstudy.io import UserError
+
+    train = ["n01", "n02", "n03", "n04"]
+    assert train_positions(train, ["n04", "n02"]).tolist() == [3, 1]
+    assert train_positions(train, train).tolist() == [0, 1, 2, 3]
+    # a 1000-way run evaluated on 100 classes correlates with those classes' own counts
+    counts = np.array([40, 30, 20, 10])
+    assert counts[train_positions(train, ["n03", "n01"])].tolist() == [20, 40]
+    with pytest.raises(UserError, match="2 evaluation classes .* not among the 4 classes run x"):
+        train_positions(train, ["n09", "n01", "n08"], "run x")

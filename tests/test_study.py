@@ -89,3 +89,67 @@ def test_schema_describes_every_key_and_rejects_unknown_keys():
                 walk(v, f"{path}[{i}]")
 
     walk(SCHEMA, "schema")
+
+
+def _with_paper_variants(config):
+    """The embedded config plus one variant of every paper kind (METHODS §3.2–3.6)."""
+    for name in ("laionet", "t2t", "in100-val"):
+        config["datasets"][name] = copy.deepcopy(config["datasets"]["web"])
+    full = config["variants"]["incaps-full"]["captions"]
+    config["variants"].update({
+        "incaps100": {"dataset": "incaps", "captions": full, "classes": {"subset": "imagenet100"},
+                      "evaluation": {"dataset": "in100-val"}},
+        "incaps10pct": {"dataset": "incaps", "captions": full,
+                        "sample": {"n": 600, "seed": 42, "sort_by": "key"},
+                        "evaluation": {"dataset": "in100-val"}},
+        "incaps-trim5-ceil0": {"dataset": "incaps", "captions": full,
+                               "trim": {"tail": 5, "ceil": 0, "seed": 0}},
+        "laionet-t08": {"dataset": "laionet", "threshold": {"min_similarity": 0.8, "n": 6000}},
+        "laionet-eqfreq": {"dataset": "laionet", "match": {"counts_of": {"dataset": "incaps"},
+                                                           "supplement": "t2t", "seed": 0}},
+    })  # fmt: skip
+    config["studies"]["paper-kinds"] = {
+        "variant": ["incaps100", "incaps10pct", "incaps-trim5-ceil0", "laionet-t08", "laionet-eqfreq"],
+        "model": ["sl"], "recipe": ["sl"], "seed": [0],
+    }  # fmt: skip
+    return config
+
+
+def test_paper_variant_kinds_validate_and_choose_their_evaluation_set(config):
+    before = study.expand(copy.deepcopy(config)).runs
+    config = _with_paper_variants(config)
+    jsonschema.Draft202012Validator(SCHEMA).validate(config)
+    study.check(config)
+    runs = study.expand(config).runs
+    assert runs["incaps100_sl_sl_s0"].eval_dataset == "in100-val"
+    assert runs["incaps10pct_sl_sl_s0"].eval_dataset == "in100-val"
+    assert runs["laionet-eqfreq_sl_sl_s0"].eval_dataset == "val"  # the global one
+    # the runs that existed before are unchanged, to the byte (nothing retrains)
+    assert all(runs[r].to_json() == cfg.to_json() for r, cfg in before.items())
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda v: v["laionet-eqfreq"]["match"].update(counts_of={"variant": "nope"}),
+         "laionet-eqfreq: match.counts_of names unknown variant 'nope'"),
+        (lambda v: v["laionet-eqfreq"]["match"].update(counts_of={"dataset": "nope"}),
+         "laionet-eqfreq: match.counts_of names unknown dataset 'nope'"),
+        (lambda v: v["laionet-eqfreq"]["match"].update(supplement="nope"),
+         "laionet-eqfreq: match.supplement 'nope' is not a declared dataset"),
+        (lambda v: (v["laionet-eqfreq"]["match"].update(counts_of={"variant": "laionet-t08"}),
+                    v["laionet-t08"].pop("threshold"),
+                    v["laionet-t08"].update(match={"counts_of": {"variant": "laionet-eqfreq"}})),
+         "match.counts_of cycle laionet-t08 -> laionet-eqfreq -> laionet-t08"),
+        (lambda v: v["incaps100"]["evaluation"].update(dataset="nope"),
+         "incaps100: evaluation.dataset 'nope' is not a declared dataset"),
+        (lambda v: v["incaps10pct"].update(trim={"tail": 5, "ceil": 1}),
+         "variant incaps10pct combines sample and trim"),
+    ],
+)  # fmt: skip
+def test_paper_variant_reference_errors_are_one_line(config, mutate, message):
+    config = _with_paper_variants(config)
+    mutate(config["variants"])
+    with pytest.raises(UserError, match=message) as e:
+        study.check(config)
+    assert "\n" not in str(e.value)

@@ -5,12 +5,14 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 import torch
 
 from tailstudy.config import Recipe, RunConfig
 from tailstudy.data.loader import load_split
 from tailstudy.data.variants import build_variant
+from tailstudy.io import UserError
 from tailstudy.train.loop import fit
 
 
@@ -114,3 +116,118 @@ def test_stale_checkpoint_from_other_config_is_not_resumed(tiny_dataset, tmp_pat
     with caplog.at_level("WARNING"):
         fit(other, data, tmp_path / "y", tmp_path / "ck", device="cpu")
     assert "different run config" in caplog.text
+
+
+# ---- a variant's own label space (IN-Caps-100, METHODS §4.6) and evaluation on a class subset
+
+
+def _subset_spec(tiny_dataset, positions):
+    from tailstudy.data.format import read_classes
+
+    wnids = read_classes(tiny_dataset)["wnid"].iloc[positions].tolist()
+    return {"dataset": "tiny", "classes": {"wnids": wnids}}
+
+
+def test_subset_variant_trains_a_head_of_its_own_classes(tiny_dataset, tmp_path):
+    build_variant(tiny_dataset, _subset_spec(tiny_dataset, [1, 3, 4]), tmp_path / "v", "v")
+    data = load_split(tiny_dataset, tmp_path / "v" / "index.parquet", progress=False)
+    assert data.num_classes == 3 and data.label_counts().tolist() == [20, 8, 5]  # vocab weights
+    assert set(data.labels.tolist()) == {0, 1, 2}
+    fit(run_config("sl", epochs=1, batch_size=10, vocab_size=2, vocab_group=4), data, tmp_path / "o",
+        tmp_path / "ck", device="cpu")  # fmt: skip
+    state = torch.load(tmp_path / "o" / "model.pt", weights_only=True)
+    assert state["model"]["head"].shape == (3, 64)
+    assert state["classes"] == data.classes["name"].tolist()
+
+
+def test_frozen_head_of_a_subset_is_the_full_heads_rows(tiny_dataset, tmp_path):
+    from tailstudy.data.format import read_classes
+    from tailstudy.models import factory
+    from tailstudy.train.loop import build_model
+
+    torch.manual_seed(0)
+    torch.save({"model": factory.create_clip("RN-tiny").state_dict()}, tmp_path / "text.pt")
+    cfg = RunConfig.from_dict({**run_config("sl", head="frozen", text_encoder="x").to_dict(),
+                               "text_source": {"run": "pre"}})  # fmt: skip
+    names = read_classes(tiny_dataset)["name"].tolist()
+    full, _ = build_model(cfg, names, str(tmp_path / "text.pt"))
+    sub, _ = build_model(cfg, [names[i] for i in (1, 3, 4)], str(tmp_path / "text.pt"))
+    assert sub.frozen_head and sub.head.shape[0] == 3
+    assert torch.allclose(sub.head, full.head[[1, 3, 4]], atol=1e-5)
+
+
+def _subset_eval_set(tiny_dataset, root, order):
+    """An evaluation set of some of tiny's classes, in another label order (same images)."""
+    import os
+
+    from tailstudy.data.format import read_classes, read_index, write_classes, write_index
+
+    classes = read_classes(tiny_dataset)
+    index = read_index(tiny_dataset)
+    index = index[index["label"].isin(order)].copy()
+    index["label"] = index["label"].map({c: i for i, c in enumerate(order)}).astype("int32")
+    root.mkdir()
+    os.symlink(tiny_dataset / "shards", root / "shards")
+    write_index(root / "index.parquet", index)
+    write_classes(root, [(classes.at[c, "wnid"], classes.at[c, "name"]) for c in order])
+    return root
+
+
+@pytest.mark.parametrize("objective", ["sl", "clip"])
+def test_evaluation_on_a_class_subset_aligns_by_wnid(tiny_dataset, tmp_path, objective):
+    import numpy as np
+
+    from tailstudy.data.format import read_classes
+    from tailstudy.evaluate.classify import evaluate
+
+    data = load_split(tiny_dataset, progress=False)
+    cfg = run_config(objective, epochs=1)
+    fit(cfg, data, tmp_path / "run", tmp_path / "ck", device="cpu")
+    model, classes = str(tmp_path / "run" / "model.pt"), read_classes(tiny_dataset)
+    counts = np.array([30, 20, 12, 8, 5, 3])
+    _, full = evaluate(cfg, model, data, classes, counts, "cpu")
+    order = [4, 1, 3]
+    sub_set = load_split(_subset_eval_set(tiny_dataset, tmp_path / "val3", order), progress=False)
+    summary, sub = evaluate(cfg, model, sub_set, classes, counts, "cpu")
+    assert sub["freq"].tolist() == [5, 20, 8]  # the training counts of the evaluated classes
+    assert sub["confusion"].shape == (3, 3) and summary["n_samples"] == 5 + 20 + 8
+    # an image whose prediction over all classes is one of the subset keeps it over the subset
+    full_sub = full["confusion"][np.ix_(order, order)]
+    assert (sub["confusion"] >= full_sub).all()
+    assert sub["confusion"].sum(1).tolist() == full["confusion"][order].sum(1).tolist()
+    # a class the run was never trained on cannot be evaluated
+    small = load_split(tiny_dataset, progress=False)
+    with pytest.raises(UserError, match="not among the 5 classes"):
+        evaluate(cfg, model, small, classes.iloc[:5], counts[:5], "cpu")
+
+
+def test_supplemented_variant_loads_images_of_both_datasets(tmp_path):
+    import numpy as np
+
+    from conftest import make_dataset
+    from tailstudy.data.format import read_classes, write_classes, write_index
+
+    def laionet(index, concepts):
+        return index.assign(row_id=np.arange(len(index)) * 2 + len(concepts) % 2)
+
+    a = make_dataset(tmp_path / "laionet", per_class=(6, 2, 4, 0, 1, 3), extra=laionet)
+    b = make_dataset(tmp_path / "t2t", concepts=[3, 0], per_class=(3, 5), seed=1, extra=laionet)
+    target = tmp_path / "target"  # 5 images of every class
+    write_index(target / "index.parquet", pd.DataFrame({"label": np.repeat(np.arange(6), 5)}))
+    write_classes(target, read_classes(a)[["wnid", "name"]].itertuples(index=False))
+    spec = {"dataset": "laionet", "match": {"counts_of": {"dataset": "x"}, "supplement": "t2t"}}
+    m = build_variant(a, spec, tmp_path / "v", "v", b, target)
+    # class 3 has no own rows: 3 from t2t; class 0 has 6 own rows, needs none of t2t's
+    assert m["steps"] == {"target": 30, "from_dataset": 5 + 2 + 4 + 0 + 1 + 3, "from_supplement": 3}
+    data = load_split([a, b], tmp_path / "v" / "index.parquet", progress=False)
+    assert len(data) == 18 and data.label_counts().tolist() == [5, 2, 4, 3, 1, 3]
+    assert data.images.shape == (18, 32, 32, 3)
+    # the t2t images are t2t's (its class 3 colour), not the laionet image of the same key
+    from tailstudy.data.format import load_images, read_index
+
+    index = read_index(tmp_path / "v")
+    pos = np.flatnonzero(index["dataset"] == "t2t")
+    want = load_images(b, index["key"].iloc[pos].tolist())
+    assert np.array_equal(data.images.numpy()[pos], want)
+    with pytest.raises(UserError, match="pass their folders with --dataset"):
+        load_split([a], tmp_path / "v" / "index.parquet", progress=False)

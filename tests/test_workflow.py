@@ -129,6 +129,42 @@ def test_changing_one_recipe_value_reruns_exactly_its_runs(workdir):
     assert runs and all("_sl_" in r for r in runs) and len(runs) == 14
 
 
+def test_paper_variant_kinds_are_wired_into_the_dag(workdir):
+    """A =freq variant with a supplement, a class subset evaluated on its own set: the jobs get
+    the datasets, counts and label spaces they need (dry run, commands printed)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    wnids = ["n01558993", "n01692333", "n01729322"]  # three of the embedded classes
+    config["variants"].update({
+        "web-eqfreq": {"dataset": "web", "match": {"counts_of": {"variant": "incaps-full"},
+                                                   "supplement": "pretrain"}},
+        "incaps-sub": {"dataset": "incaps", "captions": {"fields": ["title"]},
+                       "classes": {"wnids": wnids}, "evaluation": {"dataset": "incaps"}},
+    })  # fmt: skip
+    config["studies"] = {"s": {"variant": ["web-eqfreq", "incaps-sub"], "model": ["sl"],
+                               "recipe": ["sl"], "seed": [0]}}  # fmt: skip
+    config["figures"] = {k: v for k, v in config["figures"].items() if "studies" not in v}
+    config["figures"]["f"] = {"plot": "descriptiveness", "studies": ["s"], "paper_label": "F",
+                              "caption": "c"}  # fmt: skip
+    config["claims"] = []
+    path = workdir / "kinds.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = smk(workdir, "-n", "-p", "results/figures/f.pdf", configfile=path).stdout
+    cmds = [line.split("Shell command: ")[-1] for line in out.splitlines() if "python -m" in line]
+    assert any("variant --spec results/specs/variants/web-eqfreq.json" in c and
+               "--counts-of results/variants/incaps-full --supplement results/data/pretrain" in c
+               for c in cmds)  # fmt: skip
+    train = [c for c in cmds if "train --config results/runs/web-eqfreq_sl_sl_s0" in c]
+    assert len(train) == 1 and "--classes results/variants/web-eqfreq/classes.tsv" in train[0]
+    assert (
+        "$(dirname results/data/web/manifest.json results/data/pretrain/manifest.json)" in train[0]
+    )
+    ev = [c for c in cmds if "evaluate --config results/runs/incaps-sub_sl_sl_s0" in c]
+    assert "$(dirname results/data/incaps/manifest.json)" in ev[0]
+    assert "--train-classes results/variants/incaps-sub/classes.tsv" in ev[0]
+    ev_web = [c for c in cmds if "evaluate --config results/runs/web-eqfreq_sl_sl_s0" in c]
+    assert "$(dirname results/data/val/manifest.json)" in ev_web[0]  # the global set
+
+
 @pytest.mark.parametrize(
     "mutate, message",
     [
@@ -145,6 +181,12 @@ def test_changing_one_recipe_value_reruns_exactly_its_runs(workdir):
          "config error: corpus yfcc: no caption shard matches '/x/*.parquet'"),
         (lambda c: c["frequency"]["concept_sets"].update(cub={}),
          "config error: concept set cub needs class_names"),
+        (lambda c: c["variants"]["web-cls-f2"].update(trim={"tail": 5, "ceil": 0}),
+         "config error: variant web-cls-f2 combines sample and trim"),
+        (lambda c: c["variants"]["web-cls"].update(evaluation={"dataset": "in100-val"}),
+         "config error: variant web-cls: evaluation.dataset 'in100-val' is not a declared"),
+        (lambda c: c["variants"]["web-cls"].update(threshold={"min_similarity": 0.7}),
+         "config error at variants.web-cls.threshold: 'n' is a required property"),
     ],
 )  # fmt: skip
 def test_malformed_configs_fail_before_any_job(workdir, mutate, message):

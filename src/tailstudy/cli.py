@@ -41,7 +41,7 @@ def cmd_variant(a: argparse.Namespace) -> None:
     from tailstudy.data.variants import build_variant
 
     spec = read_json(a.spec)
-    m = build_variant(a.dataset, spec["variant"], a.out, spec["name"])
+    m = build_variant(a.dataset, spec["variant"], a.out, spec["name"], a.supplement, a.counts_of)
     log.info("variant %s: %d rows, %d/%d classes non-empty", m["variant"], m["n_rows"],
              m["nonzero_classes"], m["n_classes"])  # fmt: skip
 
@@ -53,7 +53,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from tailstudy.train.loop import fit
 
     cfg = RunConfig.load(a.config)
-    data = load_split(a.dataset, a.index)
+    data = load_split(a.dataset, a.index, classes_path=a.classes)
     fit(cfg, data, a.out, a.ckpt_dir, a.text_checkpoint, a.device, a.keep_ckpt)
 
 
@@ -62,6 +62,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     import numpy as np
 
     from tailstudy.config import RunConfig
+    from tailstudy.data.format import read_classes
     from tailstudy.data.loader import load_split
     from tailstudy.data.variants import read_counts
     from tailstudy.evaluate.classify import evaluate
@@ -71,10 +72,11 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     cfg = RunConfig.load(a.config)
     data = load_split(a.dataset, progress=False)
     counts = read_counts(a.train_counts)
-    if counts["name"].tolist() != data.classes["name"].tolist():
-        raise UserError(f"{a.train_counts} and the evaluation set list different classes")
-    summary, arrays = evaluate(cfg, a.model, data, counts["count"].to_numpy(np.int64),
-                               resolve_device(a.device))  # fmt: skip
+    train_classes = read_classes(a.train_classes or Path(a.train_counts).parent)
+    if counts["name"].tolist() != train_classes["name"].tolist():
+        raise UserError(f"{a.train_counts} and its classes.tsv list different classes")
+    summary, arrays = evaluate(cfg, a.model, data, train_classes,
+                               counts["count"].to_numpy(np.int64), resolve_device(a.device))  # fmt: skip
     write_eval(a.out, cfg, summary, arrays, data.classes)
     log.info("run %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f", cfg.run_id,
              summary["top1"], summary["rho_acc"], summary["rho_pred"])  # fmt: skip
@@ -117,12 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", required=True, help="JSON: {name, variant}")
     s.add_argument("--dataset", required=True, type=Path, help="dataset folder")
     s.add_argument("--out", required=True, type=Path, help="variant folder")
+    s.add_argument("--counts-of", type=Path, help="match: the dataset/variant folder to follow")
+    s.add_argument("--supplement", type=Path, help="match: the supplementary dataset folder")
     s.set_defaults(func=cmd_variant)
 
     s = sub.add_parser("train", help="train one run from its config.json")
     s.add_argument("--config", required=True, help="results/runs/{run}/config.json")
-    s.add_argument("--dataset", required=True, type=Path, help="dataset folder (the shards)")
+    s.add_argument("--dataset", required=True, nargs="+", type=Path,
+                   help="dataset folder(s) holding the shards (a supplemented variant: both)")  # fmt: skip
     s.add_argument("--index", required=True, type=Path, help="variant index.parquet")
+    s.add_argument("--classes", type=Path, help="label space (default: classes.tsv beside --index)")
     s.add_argument("--out", required=True, type=Path, help="writes model.pt, train_log.jsonl")
     s.add_argument("--ckpt-dir", required=True, type=Path, help="resumable checkpoints")
     s.add_argument("--text-checkpoint", help="model.pt holding the pre-trained text tower")
@@ -136,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="model.pt")
     s.add_argument("--dataset", required=True, type=Path, help="evaluation dataset folder")
     s.add_argument("--train-counts", required=True, help="label counts of the training variant")
+    s.add_argument("--train-classes", help="its classes.tsv (default: beside --train-counts)")
     s.add_argument("--out", required=True, type=Path, help="evaluation folder")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int)

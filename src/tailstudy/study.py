@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from tailstudy.config import RunConfig, recipe_from_dict
+from tailstudy.data.spec import check_spec
 from tailstudy.io import UserError
 
 RUN_ID = re.compile(r"^[a-z0-9-]+(_[a-z0-9-]+)*$")
@@ -65,6 +66,8 @@ def check(config: dict) -> None:
     for v, spec in variants.items():
         if spec["dataset"] not in datasets:
             raise UserError(f"variant {v} uses unknown dataset {spec['dataset']!r}")
+        check_spec(v, spec)
+        _check_variant_refs(config, v)
     ev = config.get("evaluation", {}).get("dataset")
     if ev not in datasets:
         raise UserError(f"evaluation.dataset {ev!r} is not a declared dataset")
@@ -103,6 +106,42 @@ def check(config: dict) -> None:
         if claim["study"] not in studies:
             raise UserError(f"claim {claim['id']} uses unknown study {claim['study']!r}")
     expand(config)  # id grammar, uniqueness, dependency resolution
+
+
+def variant_eval_dataset(config: dict, variant: str) -> str:
+    """The dataset a variant's runs are evaluated on: its own ``evaluation.dataset``, else the
+    global one (e.g. IN-100 val for IN-Caps-100 and IN-Caps (10%), METHODS §4.6)."""
+    own = config["variants"][variant].get("evaluation", {}).get("dataset")
+    return own or config["evaluation"]["dataset"]
+
+
+def _check_variant_refs(config: dict, name: str) -> None:
+    datasets, variants = config.get("datasets", {}), config.get("variants", {})
+    spec = variants[name]
+    own_eval = spec.get("evaluation", {}).get("dataset")
+    if own_eval is not None and own_eval not in datasets:
+        raise UserError(
+            f"variant {name}: evaluation.dataset {own_eval!r} is not a declared dataset"
+        )
+    match = spec.get("match")
+    if not match:
+        return
+    sup = match.get("supplement")
+    if sup is not None and sup not in datasets:
+        raise UserError(f"variant {name}: match.supplement {sup!r} is not a declared dataset")
+    chain, cur = [name], match["counts_of"]
+    while "variant" in cur:
+        ref = cur["variant"]
+        if ref not in variants:
+            raise UserError(f"variant {chain[-1]}: match.counts_of names unknown variant {ref!r}")
+        if ref in chain:
+            raise UserError(f"variant {name}: match.counts_of cycle {' -> '.join(chain + [ref])}")
+        chain.append(ref)
+        cur = (variants[ref].get("match") or {}).get("counts_of", {})
+    if "dataset" in cur and cur["dataset"] not in datasets:
+        raise UserError(
+            f"variant {chain[-1]}: match.counts_of names unknown dataset {cur['dataset']!r}"
+        )
 
 
 def _check_recipe_fits(config: dict, model: str, recipe: str, where: str) -> None:
@@ -185,7 +224,7 @@ def _make_run(config: dict, variant: str, model: str, recipe: str, seed: int) ->
         dataset=v["dataset"],
         variant=variant,
         seed=seed,
-        eval_dataset=ev["dataset"],
+        eval_dataset=variant_eval_dataset(config, variant),
         eval_templates=ev["templates"],
         recipe_name=recipe,
         recipe=r,

@@ -1,5 +1,6 @@
 # Configuration validation, the run table and named helpers. No rules here.
 import json
+import os
 import shlex
 
 from snakemake.utils import validate
@@ -52,8 +53,9 @@ def spec_of(wildcards):
     kind, name = wildcards.kind, wildcards.name
     if kind == "datasets":
         return {"name": name, "dataset": config["datasets"][name], "world": config.get("world")}
-    if kind == "variants":
-        return {"name": name, "variant": config["variants"][name]}
+    if kind == "variants":  # how runs of it are evaluated is no part of building it
+        spec = config["variants"][name]
+        return {"name": name, "variant": {k: v for k, v in spec.items() if k != "evaluation"}}
     if kind == "figures":
         spec = config["figures"][name]
         corpora = FREQ.get("corpora", {})
@@ -68,8 +70,42 @@ def spec_json(wildcards):
     return json.dumps(spec_of(wildcards), indent=2, sort_keys=True) + "\n"
 
 
-def variant_dataset(wildcards):
-    return f"results/data/{config['variants'][wildcards.variant]['dataset']}/manifest.json"
+def variant_inputs(wildcards):
+    """The dataset a variant indexes, and for a match the counts it follows and its supplement."""
+    spec = config["variants"][wildcards.variant]
+    inputs = {
+        "spec": f"results/specs/variants/{wildcards.variant}.json",
+        "dataset": f"results/data/{spec['dataset']}/manifest.json",
+    }
+    match = spec.get("match")
+    if match:
+        of = match["counts_of"]
+        if "variant" in of:
+            inputs["counts_of"] = f"results/variants/{of['variant']}/index.parquet"
+            inputs["counts_of_classes"] = f"results/variants/{of['variant']}/classes.tsv"
+        else:
+            inputs["counts_of"] = f"results/data/{of['dataset']}/index.parquet"
+        if match.get("supplement"):
+            inputs["supplement"] = f"results/data/{match['supplement']}/manifest.json"
+    return inputs
+
+
+def variant_args(wildcards, input):
+    args = []
+    if "counts_of" in input.keys():
+        args.append(f"--counts-of {shlex.quote(os.path.dirname(input.counts_of))}")
+    if "supplement" in input.keys():
+        args.append(f"--supplement {shlex.quote(os.path.dirname(input.supplement))}")
+    return " ".join(args)
+
+
+def run_datasets(cfg):
+    """Manifests of the datasets a run's images come from (a supplemented variant: two)."""
+    spec = config["variants"][cfg.variant]
+    names = [spec["dataset"]]
+    if (spec.get("match") or {}).get("supplement"):
+        names.append(spec["match"]["supplement"])
+    return [f"results/data/{d}/manifest.json" for d in names]
 
 
 def run_config(wildcards):
@@ -85,7 +121,8 @@ def train_inputs(wildcards):
     inputs = {
         "config": f"results/runs/{cfg.run_id}/config.json",
         "index": f"results/variants/{cfg.variant}/index.parquet",
-        "dataset": f"results/data/{cfg.dataset}/manifest.json",
+        "classes": f"results/variants/{cfg.variant}/classes.tsv",
+        "dataset": run_datasets(cfg),
     }
     dep = RUNS.depends.get(cfg.run_id)
     if dep:
@@ -104,6 +141,7 @@ def eval_inputs(wildcards):
         "model": f"results/runs/{cfg.run_id}/model.pt",
         "dataset": f"results/data/{cfg.eval_dataset}/manifest.json",
         "counts": f"results/variants/{cfg.variant}/counts.tsv",
+        "classes": f"results/variants/{cfg.variant}/classes.tsv",
     }
 
 

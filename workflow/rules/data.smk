@@ -37,12 +37,13 @@ rule build_dataset:
 
 
 rule build_variant:
-    """A dataset variant: an index (key, label, caption) over the dataset plus label counts."""
+    """A dataset variant: an index (key, label, caption) over the dataset, its label space
+    (classes.tsv) and label counts."""
     input:
-        spec="results/specs/variants/{variant}.json",
-        dataset=variant_dataset,
+        unpack(variant_inputs),
     output:
         index="results/variants/{variant}/index.parquet",
+        classes="results/variants/{variant}/classes.tsv",
         counts="results/variants/{variant}/counts.tsv",
         manifest="results/variants/{variant}/manifest.json",
     log:
@@ -51,7 +52,9 @@ rule build_variant:
         "../../envs/train.yaml"
     resources:
         mem_mb=4000,
+    params:
+        extra=variant_args,
     shell:
         "python -m tailstudy variant --spec {input.spec}"
-        " --dataset $(dirname {input.dataset}) --out results/variants/{wildcards.variant}"
-        " > {log} 2>&1"
+        " --dataset $(dirname {input.dataset}) {params.extra}"
+        " --out results/variants/{wildcards.variant} > {log} 2>&1"

@@ -2,8 +2,9 @@
 
 
 rule evaluate_run:
-    """Zero-shot (CLIP) or nearest-prototype (SL) evaluation: per-class accuracy and #pred,
-    top-1, and their correlations with the run's training-set class frequencies."""
+    """Zero-shot (CLIP) or nearest-prototype (SL) evaluation on the run's evaluation set (the
+    variant's, else the global one): per-class accuracy and #pred, top-1, and their correlations
+    with the run's training-set class frequencies, matched to the evaluation classes by wnid."""
     input:
         unpack(eval_inputs),
     output:
@@ -21,4 +22,5 @@ rule evaluate_run:
     shell:
         "python -m tailstudy evaluate --config {input.config} --model {input.model}"
         " --dataset $(dirname {input.dataset}) --train-counts {input.counts}"
+        " --train-classes {input.classes}"
         " --out results/eval/{wildcards.run} --threads {threads} > {log} 2>&1"

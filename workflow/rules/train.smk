@@ -38,6 +38,6 @@ rule train_model:
         text=text_checkpoint_arg,
     shell:
         "python -m tailstudy train --config {input.config} --index {input.index}"
-        " --dataset $(dirname {input.dataset}) {params.text}"
+        " --classes {input.classes} --dataset $(dirname {input.dataset}) {params.text}"
         " --out results/runs/{wildcards.run} --ckpt-dir results/runs/{wildcards.run}/ckpt"
         " --threads {threads} > {log} 2>&1"

@@ -13,10 +13,13 @@ A dataset is a folder::
     label    int32  index into classes.tsv, or -1 if the sample shows none of the labelled classes
     caption  str    the sample's caption (curated datasets: may be empty; fields below hold the parts)
 Optional columns: ``title`` (str), ``tags`` (list<str>), ``description`` (str) for ImageNet-Captions
-style records; ``concepts`` (list<str> of wnids actually depicted/mentioned); ``sim`` (float).
+style records; ``concepts`` (list<str> of wnids actually depicted/mentioned); ``similarity``
+(float, text-to-synset similarity), ``wnid`` (str) and ``row_id`` (int, global row id) for
+LAIONet-style records.
 
-A *variant* is only an index (``key``, ``label``, ``caption``, ...) that points into one dataset's
-shards: no image is ever copied.
+A *variant* is only an index (``key``, ``label``, ``caption``, ...) plus its own ``classes.tsv``
+that points into a dataset's shards (and, for a supplemented variant, a second dataset's, named
+per row in a ``dataset`` column): no image is ever copied.
 """
 
 from __future__ import annotations
@@ -55,9 +58,14 @@ def write_classes(root: str | os.PathLike, classes: Sequence[tuple[str, str]]) -
 
 
 def read_classes(root: str | os.PathLike) -> pd.DataFrame:
-    path = Path(root) / "classes.tsv"
+    """The label space of a dataset or variant folder (or of a ``classes.tsv`` path)."""
+    path = Path(root)
+    if path.is_dir() or path.suffix != ".tsv":
+        path = path / "classes.tsv"
     if not path.exists():
-        raise UserError(f"{path} is missing: the dataset at {root} is incomplete; rebuild it")
+        raise UserError(
+            f"{path} is missing: the dataset or variant at {root} is incomplete; rebuild it"
+        )
     return pd.read_csv(
         path, sep="\t", header=None, names=["label", "wnid", "name"], quoting=3, dtype={"name": str}
     )
@@ -134,6 +142,24 @@ def read_index(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
     if not path.exists():
         raise UserError(f"{path} is missing: build the dataset or variant first")
     return pd.read_parquet(path, columns=list(columns) if columns else None)
+
+
+def index_columns(path: str | os.PathLike) -> list[str]:
+    """Column names of an index (a folder or its ``index.parquet``) without reading its rows."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "index.parquet"
+    if not path.exists():
+        raise UserError(f"{path} is missing: build the dataset or variant first")
+    return pq.read_schema(path).names
+
+
+def label_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows per class (labels < 0, i.e. unlabelled rows, are not counted)."""
+    labels = np.asarray(labels)
+    return np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.int64)
 
 
 def read_manifest(root: str | os.PathLike) -> dict:

@@ -1,4 +1,10 @@
-"""Evaluation of a trained run: CLIP zero-shot (80 OpenAI templates) or SL nearest prototype."""
+"""Evaluation of a trained run: CLIP zero-shot (80 OpenAI templates) or SL nearest prototype.
+
+The evaluation set may have fewer classes than the run was trained on (IN-100 val for a 1000-way
+run, METHODS §5.1): its classes are found in the training label space by wnid; CLIP's classifier
+is built from the evaluation classes' names, SL keeps the head rows of those classes, and the
+training-set counts are taken for those classes.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from tailstudy.concepts import openai_templates
 from tailstudy.config import RunConfig
 from tailstudy.data.augment import normalize, resize_center_crop, to_float
 from tailstudy.data.loader import InMemorySet
-from tailstudy.evaluate.metrics import confusion_matrix, per_class, summarize
+from tailstudy.evaluate.metrics import confusion_matrix, per_class, summarize, train_positions
 from tailstudy.io import UserError
 from tailstudy.models import factory
 
@@ -38,14 +44,19 @@ def zero_shot_classifier(model, tokenizer, class_names, templates: str, device) 
     )
 
 
-def load_run_model(model_path: str, cfg: RunConfig, num_classes: int) -> torch.nn.Module:
+def load_run_model(model_path: str, cfg: RunConfig, train_names: list[str]) -> torch.nn.Module:
     state = torch.load(model_path, map_location="cpu", weights_only=True)
+    if "classes" in state and list(state["classes"]) != list(train_names):
+        raise UserError(
+            f"{model_path} was trained on {len(state['classes'])} classes that differ from the "
+            f"{len(train_names)} of its variant's classes.tsv: retrain run {cfg.run_id}"
+        )
     if cfg.objective == "clip":
         model = factory.create_clip(cfg.arch)
     else:
         head = state["model"]["head"]
         model = factory.create_sl(
-            cfg.arch, num_classes, head if cfg.recipe.head == "frozen" else None
+            cfg.arch, len(train_names), head if cfg.recipe.head == "frozen" else None
         )
     model.load_state_dict(state["model"], strict=True)
     return model.eval()
@@ -53,23 +64,32 @@ def load_run_model(model_path: str, cfg: RunConfig, num_classes: int) -> torch.n
 
 @torch.no_grad()
 def evaluate(
-    cfg: RunConfig, model_path: str, data: InMemorySet, train_counts: np.ndarray, device, batch=512
+    cfg: RunConfig,
+    model_path: str,
+    data: InMemorySet,
+    train_classes,
+    train_counts: np.ndarray,
+    device,
+    batch=512,
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Return (summary, arrays) where arrays hold the confusion matrix and per-class stats."""
+    """Return (summary, arrays) where arrays hold the confusion matrix and per-class stats over
+    the evaluation classes; ``train_classes`` / ``train_counts`` are the run's label space and
+    training-set counts, aligned to the evaluation classes by wnid."""
     c = data.num_classes
-    if len(train_counts) != c:
+    if len(train_counts) != len(train_classes):
         raise UserError(
-            f"run {cfg.run_id} was trained on {len(train_counts)} classes but the evaluation set "
-            f"has {c}: evaluate on a set with the same label space"
+            f"run {cfg.run_id}: {len(train_counts)} training counts for {len(train_classes)} classes"
         )
-    model = load_run_model(model_path, cfg, c).to(device)
+    pos = train_positions(train_classes["wnid"], data.classes["wnid"], cfg.run_id)
+    freq = np.asarray(train_counts)[pos]
+    model = load_run_model(model_path, cfg, train_classes["name"].tolist()).to(device)
     names = data.classes["name"].tolist()
     if cfg.objective == "clip":
         tokenizer = factory.get_tokenizer(cfg.arch)
         weights = zero_shot_classifier(model, tokenizer, names, cfg.eval_templates, device)
         encode, resize = model.encode_image, 1.0
-    else:
-        weights = model.prototypes().T  # nearest prototype over the full head
+    else:  # nearest prototype over the head rows of the evaluation classes
+        weights = model.prototypes()[torch.from_numpy(pos).to(device)].T
         encode, resize = model.features, SL_EVAL_RESIZE
     size = data.images.shape[1]
     preds, top5 = [], 0
@@ -84,6 +104,6 @@ def evaluate(
         preds.append(topk[:, 0])
     preds = torch.cat(preds).numpy()
     conf = confusion_matrix(data.labels.numpy(), preds, c)
-    summary = summarize(conf, train_counts, top5)
+    summary = summarize(conf, freq, top5)
     pc = per_class(conf)
-    return summary, {"confusion": conf, "acc": pc["acc"], "pred": pc["pred"], "freq": train_counts}
+    return summary, {"confusion": conf, "acc": pc["acc"], "pred": pc["pred"], "freq": freq}

@@ -5,6 +5,22 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from tailstudy.io import UserError
+
+
+def train_positions(train_wnids, eval_wnids, run_id: str = "the run") -> np.ndarray:
+    """For each evaluation class (in order), its label in the training label space, by wnid.
+
+    Every evaluation class must be a training class (an SL head has no row for any other)."""
+    where = {w: i for i, w in enumerate(train_wnids)}
+    missing = [w for w in eval_wnids if w not in where]
+    if missing:
+        raise UserError(
+            f"{len(missing)} evaluation classes (e.g. {', '.join(missing[:3])}) are not among the "
+            f"{len(where)} classes {run_id} was trained on: evaluate on a subset of its classes"
+        )
+    return np.array([where[w] for w in eval_wnids], dtype=np.int64)
+
 
 def confusion_matrix(targets: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
     """M[t, p] = number of samples of true class t predicted as p."""
