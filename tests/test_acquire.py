@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from pathlib import Path
@@ -479,3 +480,106 @@ def test_success_rate_below_the_minimum_is_one_clear_error():
     assert "Connection refused> (38)" in msg and "delete dl/x/00003/img2dataset" in msg
     assert "\n" not in msg
     download.check_success_rate(stats, download.DownloadSettings(min_success_rate=0.05), "x")
+
+
+# --- DINO transfer sets -------------------------------------------------------------------------
+
+
+def _fake_dtd(root):
+    base = root / "dtd/dtd"
+    files = {}
+    for split, n in (("train", 4), ("val", 2), ("test", 3)):
+        lines = []
+        for c in ("banded", "zigzagged"):
+            for i in range(n):
+                rel = f"{c}/{c}_{split}{i}.jpg"
+                (base / "images" / c).mkdir(parents=True, exist_ok=True)
+                files[rel] = image_bytes(20, 20, len(files))
+                (base / "images" / rel).write_bytes(files[rel])
+                lines.append(rel)
+        (base / "labels").mkdir(parents=True, exist_ok=True)
+        (base / "labels" / f"{split}1.txt").write_text("\n".join(lines) + "\n")
+    return files
+
+
+def test_transfer_sets_from_torchvision_layouts(tmp_path):
+    from tailstudy.acquire.transfer import build_transfer, random_val
+
+    files = _fake_dtd(tmp_path / "dtd-root")
+    m = build_transfer({"dataset": "dtd", "root": str(tmp_path / "dtd-root"), "image_size": 32},
+                       tmp_path / "dtd", "dtd")  # fmt: skip
+    idx = read_index(tmp_path / "dtd")
+    assert m["splits"] == {"train": 8, "val": 4, "test": 6} and m["metric"] == "top1"
+    assert read_classes(tmp_path / "dtd")["name"].tolist() == ["banded", "zigzagged"]
+    row = idx[idx["path"] == "dtd/dtd/images/zigzagged/zigzagged_val1.jpg"].iloc[0]
+    assert row["split"] == "val" and row["label"] == 1
+    import webdataset as wds
+
+    stored = {s["__key__"]: s["jpg"] for t in sorted((tmp_path / "dtd/shards").glob("*.tar"))
+              for s in wds.WebDataset(str(t), shardshuffle=False)}  # fmt: skip
+    assert stored[row["key"]] == files["zigzagged/zigzagged_val1.jpg"]
+
+    # Food-101 has no validation split: the first 20% of seed 0's permutation of train
+    food = tmp_path / "food-root/food-101"
+    meta = {"train": {}, "test": {}}
+    for split, n in (("train", 7), ("test", 2)):
+        for c in ("apple_pie", "waffles"):
+            meta[split][c] = [f"{c}/{split}{i}" for i in range(n)]
+            (food / "images" / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                (food / "images" / c / f"{split}{i}.jpg").write_bytes(image_bytes(16, 16, i))
+    (food / "meta").mkdir()
+    for split in meta:
+        (food / "meta" / f"{split}.json").write_text(json.dumps(meta[split]))
+    build_transfer(
+        {"dataset": "food", "root": str(tmp_path / "food-root")}, tmp_path / "food", "food"
+    )
+    idx = read_index(tmp_path / "food")
+    train = idx[idx["key"].str.startswith("train-")]
+    np.random.seed(0)
+    first = set(np.random.permutation(14)[:2])
+    assert set(np.flatnonzero(train["split"].to_numpy() == "val")) == first
+    assert (idx[idx["key"].str.startswith("test-")]["split"] == "test").all()
+
+    # Oxford-IIIT Pets' class decodes images itself: they are stored as PNG, pixels kept
+    pets = tmp_path / "pets-root/oxford-iiit-pet"
+    (pets / "images").mkdir(parents=True)
+    (pets / "annotations").mkdir()
+    for split, ids in (
+        ("trainval", ["Abyssinian_1", "beagle_2"]),
+        ("test", ["Abyssinian_4", "beagle_3"]),
+    ):
+        lines = []
+        for image_id in ids:
+            label = 1 if image_id.startswith("Aby") else 2
+            (pets / "images" / f"{image_id}.jpg").write_bytes(image_bytes(18, 22, len(lines)))
+            lines.append(f"{image_id} {label} {label} 1")
+        (pets / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    m = build_transfer(
+        {"dataset": "pets", "root": str(tmp_path / "pets-root")}, tmp_path / "pets", "pets"
+    )
+    assert m["metric"] == "mean_per_class" and read_index(tmp_path / "pets")["label"].tolist() == [
+        0,
+        1,
+        0,
+        1,
+    ]
+    from PIL import Image
+
+    img = load_images_raw(tmp_path / "pets", "test-000001")
+    src = np.asarray(Image.open(pets / "images/beagle_3.jpg").convert("RGB"))
+    assert (np.asarray(Image.open(io.BytesIO(img))) == src).all()
+
+    with pytest.raises(UserError, match="torchvision's DTD cannot read"):
+        build_transfer({"dataset": "dtd", "root": str(tmp_path / "nowhere")}, tmp_path / "x", "x")
+    assert random_val(10).sum() == 2 and random_val(9).sum() == 1
+
+
+def load_images_raw(root, key):
+    import webdataset as wds
+
+    for t in sorted((root / "shards").glob("*.tar")):
+        for s in wds.WebDataset(str(t), shardshuffle=False):
+            if s["__key__"] == key:
+                return s.get("png", s.get("jpg"))
+    raise KeyError(key)

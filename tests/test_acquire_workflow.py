@@ -26,6 +26,7 @@ def real_data_config(tmp_path, laion_parts=2, cls_files=1, url_shards=3, extra=N
             "incaps-real": {"source": "imagenet-captions", "captions_json": str(src / "imagenet_captions.json"),
                             "imagenet_train": str(src / "imagenet/train")},
             "imagenet-val": {"source": "image-folder", "root": str(src / "imagenet/val")},
+            "dtd": {"source": "transfer", "dataset": "dtd", "root": str(src / "imagenet/val")},
             "laionet": {"source": "laionet", "metadata": [str(f) for f in laion],
                         "text_encoder": {"open_clip": "ViT-B-32", "pretrained": "openai"},
                         "download": {"url_shards": 2}},
@@ -40,7 +41,7 @@ def real_data_config(tmp_path, laion_parts=2, cls_files=1, url_shards=3, extra=N
     return path, config
 
 
-REAL = ["incaps-real", "imagenet-val", "laionet", "cc12m-cls"]
+REAL = ["incaps-real", "imagenet-val", "dtd", "laionet", "cc12m-cls"]
 
 
 def test_real_datasets_dry_run_shows_every_acquisition_step(tmp_path):
@@ -48,8 +49,8 @@ def test_real_datasets_dry_run_shows_every_acquisition_step(tmp_path):
     targets = [f"results/data/{d}/manifest.json" for d in REAL]
     out = smk(tmp_path, "-n", *targets, "--quiet", "rules", configfile=path).stdout
     assert job_counts(out) == {
-        "write_spec": 6,  # 4 dataset specs, 2 download settings
-        "build_local_dataset": 2,
+        "write_spec": 7,  # 5 dataset specs, 2 download settings
+        "build_local_dataset": 3,
         "laionet_lemmas": 1,
         "laionet_label": 2,  # one job per metadata part
         "laionet_similarity": 2,
@@ -91,6 +92,7 @@ def test_download_settings_reach_the_job_spec(tmp_path):
          "config error at datasets.laionet.text_encoder"),
         ({"imagenet-val": {"layout": "folders"}}, "config error at datasets.imagenet-val.layout"),
         ({"imagenet-val": {"source": "imagefolder"}}, "config error at datasets.imagenet-val.source"),
+        ({"dtd": {"dataset": "birdsnap"}}, "config error at datasets.dtd.dataset"),
     ],
 )  # fmt: skip
 def test_malformed_real_dataset_configs_fail_before_any_job(tmp_path, extra, message):

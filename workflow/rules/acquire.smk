@@ -9,8 +9,8 @@
 
 
 rule build_local_dataset:
-    """An evaluation set from class folders, or ImageNet-Captions from its JSON and ImageNet
-    train: images copied unchanged into webdataset shards."""
+    """An evaluation set from class folders, ImageNet-Captions from its JSON and ImageNet
+    train, or a transfer set from its torchvision layout: images copied into shards."""
     input:
         unpack(local_sources),
         spec="results/specs/datasets/{dataset}.json",

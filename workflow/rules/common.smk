@@ -35,7 +35,7 @@ def _datasets_of(*kinds):
 
 
 EMBEDDED_DATASETS = _datasets_of("embedded")
-LOCAL_DATASETS = _datasets_of("image-folder", "imagenet-captions")
+LOCAL_DATASETS = _datasets_of("image-folder", "imagenet-captions", "transfer")
 LAIONET_DATASETS = _datasets_of("laionet")
 CLS_DATASETS = _datasets_of("cls")
 URL_DATASETS = sorted(LAIONET_DATASETS + CLS_DATASETS)
@@ -228,7 +228,7 @@ def all_figure_files():
 def local_sources(wildcards):
     """The local files and folders a folder-based dataset reads (its inputs in the DAG)."""
     ds = config["datasets"][wildcards.dataset]
-    if ds["source"] == "image-folder":
+    if ds["source"] in ("image-folder", "transfer"):
         return {"root": ds["root"]}
     return {"captions_json": ds["captions_json"], "imagenet_train": ds["imagenet_train"]}
 

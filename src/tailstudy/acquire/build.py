@@ -278,6 +278,10 @@ def build_real_dataset(spec: dict, out: str | Path, name: str, downloads: str | 
         return build_image_folder(spec, out, name)
     if kind == "imagenet-captions":
         return build_imagenet_captions(spec, out, name)
+    if kind == "transfer":
+        from tailstudy.acquire.transfer import build_transfer
+
+        return build_transfer(spec, out, name)
     if kind in ("laionet", "cls"):
         if downloads is None:
             raise UserError(f"dataset {name} ({kind}) needs --downloads (its download folder)")
