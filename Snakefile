@@ -4,6 +4,8 @@
 #   run_table.tsv, study_runs.tsv     every run (id, factors, resolved recipe); study membership
 #   specs/{kind}/{name}.json          resolved specs of datasets, variants, figures, claims
 #   data/{dataset}/                   index.parquet, classes.tsv, manifest.json, shards/*.tar
+#   sources/{dataset}/                LAIONet / -Cls metadata steps (labels, similarity, matches)
+#   downloads/{dataset}/              urls.parquet, manifest.json, {shard}/ (img2dataset output)
 #   variants/{variant}/               index.parquet, counts.tsv, manifest.json (a view, no copies)
 #   freq/{corpus}/{concepts}_ori.tsv  caption-matching class counts (label order; sorted twin
 #                                     without _ori), from freq/{corpus}/{concepts}/shards/*
@@ -29,6 +31,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/acquire.smk"
 include: "workflow/rules/frequency.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
@@ -45,6 +48,8 @@ localrules:
     render_figure,
     check_claims,
     merge_counts,
+    download_shard,  # downloads run where the workflow runs (a head node with internet)
+    download_manifest,
 
 
 rule all_figures:

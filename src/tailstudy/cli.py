@@ -27,7 +27,12 @@ def cmd_dataset(a: argparse.Namespace) -> None:
     spec = read_json(a.spec)
     ds = spec["dataset"]
     if ds["source"] != "embedded":
-        raise UserError(f"dataset {spec['name']}: source {ds['source']!r} cannot be built here")
+        from tailstudy.acquire.build import build_real_dataset
+
+        m = build_real_dataset(ds, a.out, spec["name"], a.downloads)
+        log.info("dataset %s: %d samples, %d classes", spec["name"], m["n_samples"],
+                 m["n_classes"])  # fmt: skip
+        return
     from tailstudy.embedded import World, build_dataset
 
     world_spec = spec.get("world")
@@ -110,9 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tailstudy", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("dataset", help="generate an embedded dataset from its spec")
-    s.add_argument("--spec", required=True, help="JSON: {name, world, dataset}")
+    s = sub.add_parser("dataset", help="build a dataset (embedded or real) from its spec")
+    s.add_argument("--spec", required=True, help="JSON: {name, dataset[, world]}")
     s.add_argument("--out", required=True, type=Path, help="dataset folder")
+    s.add_argument("--downloads", type=Path, help="download folder (laionet and cls sources)")
     s.set_defaults(func=cmd_dataset)
 
     s = sub.add_parser("variant", help="build a dataset variant (an index over the dataset)")
@@ -197,4 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         from tailstudy.freq.cli import main as freq_main
 
         return freq_main(argv[1:])
+    if argv and argv[0] == "data":
+        from tailstudy.acquire.cli import main as data_main
+
+        return data_main(argv[1:])
     return dispatch(build_parser(), argv)

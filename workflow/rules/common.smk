@@ -6,6 +6,7 @@ import shlex
 from snakemake.utils import validate
 
 from tailstudy import study as tstudy
+from tailstudy.acquire.download import merged_settings, shard_names
 from tailstudy.freq import plan as freq_plan
 from tailstudy.io import UserError, write_tsv
 
@@ -28,6 +29,24 @@ except UserError as e:
     raise WorkflowError(f"config error: {e}") from None
 
 DATASETS = sorted(config["datasets"])
+
+
+def _datasets_of(*kinds):
+    return sorted(n for n, d in config["datasets"].items() if d["source"] in kinds)
+
+
+EMBEDDED_DATASETS = _datasets_of("embedded")
+LOCAL_DATASETS = _datasets_of("image-folder", "imagenet-captions", "transfer")
+LAIONET_DATASETS = _datasets_of("laionet")
+CLS_DATASETS = _datasets_of("cls")
+URL_DATASETS = sorted(LAIONET_DATASETS + CLS_DATASETS)
+try:
+    DOWNLOAD = {
+        d: merged_settings(config.get("download"), config["datasets"][d].get("download"))
+        for d in URL_DATASETS
+    }
+except UserError as e:
+    raise WorkflowError(f"config error: {e}") from None
 VARIANTS = sorted(config["variants"])
 FIGURES = sorted(config["figures"])
 STUDIES = sorted(config["studies"])
@@ -35,6 +54,11 @@ STUDIES = sorted(config["studies"])
 
 def _alternation(names):
     return "|".join(sorted(names))
+
+
+def only(names):
+    """A wildcard pattern matching exactly these names (nothing when there are none)."""
+    return _alternation(names) or "(?!)"
 
 
 wildcard_constraints:
@@ -52,7 +76,13 @@ def spec_of(wildcards):
     """The resolved spec a step reads (its slice of the config, nothing more)."""
     kind, name = wildcards.kind, wildcards.name
     if kind == "datasets":
-        return {"name": name, "dataset": config["datasets"][name], "world": config.get("world")}
+        ds = config["datasets"][name]
+        spec = {"name": name, "dataset": ds}
+        if ds["source"] == "embedded":
+            spec["world"] = config.get("world")
+        return spec
+    if kind == "downloads":
+        return {"name": name, "download": DOWNLOAD[name]}
     if kind == "variants":  # how runs of it are evaluated is no part of building it
         spec = config["variants"][name]
         return {"name": name, "variant": {k: v for k, v in spec.items() if k != "evaluation"}}
@@ -228,3 +258,80 @@ def all_freq_tables():
 
 def all_figure_files():
     return expand("results/figures/{fig}.{ext}", fig=FIGURES, ext=["pdf", "png", "csv"])
+
+
+# --- real data acquisition ----------------------------------------------------------------------
+
+
+def local_sources(wildcards):
+    """The local files and folders a folder-based dataset reads (its inputs in the DAG)."""
+    ds = config["datasets"][wildcards.dataset]
+    if ds["source"] in ("image-folder", "transfer"):
+        return {"root": ds["root"]}
+    return {"captions_json": ds["captions_json"], "imagenet_train": ds["imagenet_train"]}
+
+
+def metadata_parts(dataset):
+    """Part ids (00000, 00001, ...) of a dataset's metadata files, in list order."""
+    return [f"{i:05d}" for i in range(len(config["datasets"][dataset]["metadata"]))]
+
+
+def metadata_file(wildcards):
+    files = config["datasets"][wildcards.dataset]["metadata"]
+    i = int(wildcards.part)
+    if i >= len(files):
+        raise WorkflowError(f"dataset {wildcards.dataset} has no metadata part {wildcards.part}")
+    return files[i]
+
+
+def laionet_parts(wildcards):
+    return expand(
+        "results/sources/{dataset}/similarity/{part}.parquet",
+        dataset=wildcards.dataset,
+        part=metadata_parts(wildcards.dataset),
+    )
+
+
+def cls_parts(wildcards):
+    return expand(
+        "results/sources/{dataset}/match/{part}.parquet",
+        dataset=wildcards.dataset,
+        part=metadata_parts(wildcards.dataset),
+    )
+
+
+def laionet_encoder(wildcards):
+    return json.dumps(config["datasets"][wildcards.dataset]["text_encoder"], sort_keys=True)
+
+
+def laionet_label_args(wildcards):
+    ds = config["datasets"][wildcards.dataset]
+    return " ".join(
+        f"--{k.replace('_', '-')} {shlex.quote(str(ds.get(k, d)))}"
+        for k, d in (("url_column", "URL"), ("caption_column", "TEXT"), ("nsfw_column", "NSFW"))
+    )
+
+
+def laionet_filter_args(wildcards):
+    ds = config["datasets"][wildcards.dataset]
+    keep = " ".join(shlex.quote(t) for t in ds.get("nsfw_keep", ["UNLIKELY"]))
+    return f"--threshold {float(ds.get('threshold', 0.7))!r} --nsfw-keep {keep}"
+
+
+def cls_match_args(wildcards):
+    ds = config["datasets"][wildcards.dataset]
+    args = f"--url-column {shlex.quote(ds['url_column'])}"
+    args += f" --caption-column {shlex.quote(ds['caption_column'])}"
+    return args + ("" if ds.get("header", True) else " --no-header")
+
+
+def download_shards(wildcards):
+    return expand(
+        "results/downloads/{dataset}/{shard}/stats.json",
+        dataset=wildcards.dataset,
+        shard=shard_names(DOWNLOAD[wildcards.dataset]["url_shards"]),
+    )
+
+
+def download_processes(wildcards):
+    return DOWNLOAD[wildcards.dataset]["processes"]

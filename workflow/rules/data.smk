@@ -27,6 +27,8 @@ rule build_dataset:
         "results/logs/build_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/build_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=only(EMBEDDED_DATASETS),
     conda:
         "../../envs/train.yaml"
     resources:

@@ -5,7 +5,7 @@ A dataset is a folder::
     {root}/index.parquet          one row per sample (see INDEX_COLUMNS)
     {root}/classes.tsv            label space: label<TAB>wnid<TAB>name, label order (no header)
     {root}/manifest.json          name, source, counts, shard list with sha256
-    {root}/shards/{name}-NNNNNN.tar   webdataset shards: {key}.png (or .jpg)
+    {root}/shards/{name}-NNNNNN.tar   webdataset shards: {key}.png or {key}.jpg
 
 ``index.parquet`` columns (always present):
     key      str    unique sample id; the webdataset ``__key__`` in the shard
@@ -13,9 +13,14 @@ A dataset is a folder::
     label    int32  index into classes.tsv, or -1 if the sample shows none of the labelled classes
     caption  str    the sample's caption (curated datasets: may be empty; fields below hold the parts)
 Optional columns: ``title`` (str), ``tags`` (list<str>), ``description`` (str) for ImageNet-Captions
-style records; ``concepts`` (list<str> of wnids actually depicted/mentioned); ``similarity``
-(float, text-to-synset similarity), ``wnid`` (str) and ``row_id`` (int, global row id) for
-LAIONet-style records.
+style records; ``concepts`` (list<str> of wnids actually depicted/mentioned); ``wnid`` (str);
+``row_id`` (int64, the global metadata row of a downloaded image) and ``similarity`` (float,
+LAIONet's caption-to-definition similarity).
+
+Images are stored as encoded bytes (PNG for generated sets; JPEG, or whatever bytes the source
+had, for real ones) and may differ in size. ``manifest.json``'s ``image_size`` [h, w] is the
+size the in-memory loader yields: an image of another size is resized (shorter side, bicubic)
+and centre-cropped to it.
 
 A *variant* is only an index (``key``, ``label``, ``caption``, ...) plus its own ``classes.tsv``
 that points into a dataset's shards (and, for a supplemented variant, a second dataset's, named
@@ -71,6 +76,119 @@ def read_classes(root: str | os.PathLike) -> pd.DataFrame:
     )
 
 
+class ShardWriter:
+    """Write encoded samples into ``{root}/shards/{name}-NNNNNN.tar``, ``shard_size`` per shard.
+
+    Each shard is written to a temporary file and moved into place when it is full (or at
+    ``close``), so a shard on disk is always complete. ``shard_of`` maps every written key to its
+    shard file name; ``shards`` lists ``{file, sha256}`` in order.
+    """
+
+    def __init__(self, root: str | os.PathLike, name: str, shard_size: int = 5000):
+        self.dir = Path(root) / "shards"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name, self.shard_size = name, shard_size
+        self.shard_of: dict[str, str] = {}
+        self.shards: list[dict] = []
+        self._sink = None
+        self._ctx = None
+        self._n = 0
+
+    def _open(self) -> None:
+        import webdataset as wds
+
+        fname = shard_name(self.name, len(self.shards))
+        self._ctx = atomic_path(self.dir / fname, suffix=".tar")
+        tmp = self._ctx.__enter__()
+        self._sink = wds.TarWriter(str(tmp))
+        self._fname, self._n = fname, 0
+
+    def _flush(self) -> None:
+        if self._sink is None:
+            return
+        self._sink.close()
+        self._ctx.__exit__(None, None, None)
+        self.shards.append({"file": self._fname, "sha256": _sha256(self.dir / self._fname)})
+        self._sink = self._ctx = None
+
+    def write(self, key: str, ext: str, data: bytes) -> None:
+        """One sample: ``key`` (no dots) with its encoded image under extension ``ext``."""
+        if "." in key:
+            raise ValueError(f"sample key {key!r} contains a dot (webdataset splits keys there)")
+        if key in self.shard_of:
+            raise ValueError(f"duplicate sample key {key!r}")
+        if self._sink is None:
+            self._open()
+        self._sink.write({"__key__": key, ext: data})
+        self.shard_of[key] = self._fname
+        self._n += 1
+        if self._n >= self.shard_size:
+            self._flush()
+
+    def close(self) -> list[dict]:
+        self._flush()
+        current = {s["file"] for s in self.shards}
+        for stale in self.dir.glob(f"{self.name}-*.tar"):
+            if stale.name not in current:
+                stale.unlink()
+        return self.shards
+
+    def abort(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            self._sink = self._ctx = None
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def finish_dataset(
+    root: str | os.PathLike,
+    name: str,
+    index: pd.DataFrame,
+    writer: ShardWriter,
+    classes: Sequence[tuple[str, str]],
+    source: dict,
+    image_size: Sequence[int],
+    extra: dict | None = None,
+) -> dict:
+    """Write ``index.parquet`` (``shard`` filled from ``writer``), ``classes.tsv`` and
+    ``manifest.json`` for samples already written by ``writer``; returns the manifest."""
+    root = Path(root)
+    missing = [c for c in ("key", "label", "caption") if c not in index.columns]
+    if missing:
+        raise ValueError(f"index lacks columns {missing}")
+    if index["key"].duplicated().any():
+        raise ValueError("duplicate keys in index")
+    index = index.reset_index(drop=True).copy()
+    absent = [k for k in index["key"] if k not in writer.shard_of]
+    if absent:
+        raise ValueError(f"{len(absent)} index keys have no image, e.g. {absent[:3]}")
+    index["shard"] = index["key"].map(writer.shard_of)
+    index["label"] = index["label"].astype("int32")
+    cols = list(INDEX_COLUMNS) + [c for c in index.columns if c not in INDEX_COLUMNS]
+    write_index(root / "index.parquet", index[cols])
+    write_classes(root, classes)
+    manifest = {
+        "name": name,
+        "source": source,
+        "n_samples": int(len(index)),
+        "n_classes": len(classes),
+        "image_size": [int(x) for x in image_size],
+        "shards": writer.shards,
+        **(extra or {}),
+    }
+    write_json(root / "manifest.json", manifest)
+    return manifest
+
+
 def write_dataset(
     root: str | os.PathLike,
     name: str,
@@ -84,10 +202,9 @@ def write_dataset(
 
     ``index`` must hold ``key``, ``label`` and ``caption``; the ``shard`` column is filled here.
     """
-    import webdataset as wds
     from PIL import Image
+    from tqdm import tqdm
 
-    root = Path(root)
     missing = [c for c in ("key", "label", "caption") if c not in index.columns]
     if missing:
         raise ValueError(f"index lacks columns {missing}")
@@ -95,39 +212,13 @@ def write_dataset(
         raise ValueError(f"{len(index)} index rows but {len(images)} images")
     if index["key"].duplicated().any():
         raise ValueError("duplicate keys in index")
-    (root / "shards").mkdir(parents=True, exist_ok=True)
-    index = index.reset_index(drop=True).copy()
-    shards = []
-    starts = range(0, len(index), shard_size)
-    from tqdm import tqdm
-
-    for s, start in enumerate(tqdm(starts, desc=f"write {name}", unit="shard", mininterval=5)):
-        fname = shard_name(name, s)
-        with (
-            atomic_path(root / "shards" / fname, suffix=".tar") as tmp,
-            wds.TarWriter(str(tmp)) as sink,
-        ):
-            for i in range(start, min(start + shard_size, len(index))):
-                buf = io.BytesIO()
-                Image.fromarray(images[i]).save(buf, format="PNG", compress_level=1)
-                sink.write({"__key__": index.at[i, "key"], "png": buf.getvalue()})
-        index.loc[start : start + shard_size - 1, "shard"] = fname
-        shards.append({"file": fname, "sha256": _sha256(root / "shards" / fname)})
-    index["label"] = index["label"].astype("int32")
-    cols = list(INDEX_COLUMNS) + [c for c in index.columns if c not in INDEX_COLUMNS]
-    write_index(root / "index.parquet", index[cols])
-    write_classes(root, classes)
-    write_json(
-        root / "manifest.json",
-        {
-            "name": name,
-            "source": source,
-            "n_samples": int(len(index)),
-            "n_classes": len(classes),
-            "image_size": list(images.shape[1:3]),
-            "shards": shards,
-        },
-    )
+    index = index.reset_index(drop=True)
+    with ShardWriter(root, name, shard_size) as writer:
+        for i in tqdm(range(len(index)), desc=f"write {name}", unit="img", mininterval=5):
+            buf = io.BytesIO()
+            Image.fromarray(images[i]).save(buf, format="PNG", compress_level=1)
+            writer.write(index.at[i, "key"], "png", buf.getvalue())
+    finish_dataset(root, name, index, writer, classes, source, images.shape[1:3])
 
 
 def write_index(path: str | os.PathLike, index: pd.DataFrame) -> None:
@@ -166,16 +257,36 @@ def read_manifest(root: str | os.PathLike) -> dict:
     return read_json(Path(root) / "manifest.json")
 
 
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg")
+
+
+def fit_image(img, size: Sequence[int]):
+    """A PIL image resized (shorter side, bicubic) and centre-cropped to ``size`` = (h, w)."""
+    from PIL import Image
+
+    h, w = int(size[0]), int(size[1])
+    if img.size == (w, h):
+        return img
+    scale = max(h / img.height, w / img.width)
+    nw, nh = max(w, round(img.width * scale)), max(h, round(img.height * scale))
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - w) // 2, (nh - h) // 2
+    return img.crop((left, top, left + w, top + h))
+
+
 def load_images(root: str | os.PathLike, keys: Sequence[str], progress: bool = False) -> np.ndarray:
     """Decode the images of ``keys`` (in that order) from a dataset's shards → (N,H,W,3) uint8.
 
-    Only the shards that hold requested keys are read. Raises UserError naming a missing key.
+    Only the shards that hold requested keys are read. PNG and JPEG samples are decoded alike;
+    images whose size differs from the manifest's ``image_size`` are resized and centre-cropped
+    to it. Raises UserError naming a missing key.
     """
     import webdataset as wds
     from PIL import Image
 
     root = Path(root)
     index = read_index(root, columns=["key", "shard"]).set_index("key")
+    size = read_manifest(root).get("image_size")
     keys = list(keys)
     try:
         shard_of = index.loc[keys, "shard"]
@@ -197,11 +308,21 @@ def load_images(root: str | os.PathLike, keys: Sequence[str], progress: bool = F
             i = pos.get(sample["__key__"])
             if i is None:
                 continue
-            ext = "png" if "png" in sample else "jpg"
-            img = np.asarray(Image.open(io.BytesIO(sample[ext])).convert("RGB"))
+            ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
+            if ext is None:
+                raise UserError(f"sample {sample['__key__']} in {path} holds no png or jpg image")
+            img = Image.open(io.BytesIO(sample[ext])).convert("RGB")
+            if size:
+                img = fit_image(img, size)
+            arr = np.asarray(img)
             if out is None:
-                out = np.empty((len(keys), *img.shape), dtype=np.uint8)
-            out[i] = img
+                out = np.empty((len(keys), *arr.shape), dtype=np.uint8)
+            elif arr.shape != out.shape[1:]:
+                raise UserError(
+                    f"{path}: image {sample['__key__']} is {arr.shape[:2]}, others "
+                    f"{out.shape[1:3]}, and the manifest gives no image_size; rebuild the dataset"
+                )
+            out[i] = arr
     if out is None:
         return np.empty((0, 0, 0, 3), dtype=np.uint8)
     return out
