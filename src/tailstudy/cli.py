@@ -47,14 +47,13 @@ def cmd_variant(a: argparse.Namespace) -> None:
 
 
 def _train_args(a: argparse.Namespace) -> list[str]:
-    """The ``train`` arguments again, for the processes of a distributed run (threads aside)."""
-    args = ["--config", a.config, "--dataset", a.dataset, "--index", a.index, "--out", a.out,
-            "--ckpt-dir", a.ckpt_dir, "--device", a.device]  # fmt: skip
-    if a.text_checkpoint:
-        args += ["--text-checkpoint", a.text_checkpoint]
-    if a.keep_ckpt:
-        args.append("--keep-ckpt")
-    return [str(x) for x in args]
+    """The ``train`` command line as given, for the processes of a distributed run.
+
+    Forwarded whole, so every option reaches the ranks; options given again later (the launch
+    appends ``--threads``) take precedence, as argparse keeps the last value.
+    """
+    argv = list(a.argv)
+    return argv[argv.index("train") + 1 :]
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -219,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 def dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     """Parse, set up logging to stderr, run the command; input errors → one line, exit 2."""
     args = parser.parse_args(argv)
+    args.argv = list(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
