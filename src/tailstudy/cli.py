@@ -51,15 +51,59 @@ def cmd_variant(a: argparse.Namespace) -> None:
              m["nonzero_classes"], m["n_classes"])  # fmt: skip
 
 
+def _train_args(a: argparse.Namespace) -> list[str]:
+    """The ``train`` command line as given, for the processes of a distributed run.
+
+    Forwarded whole, so every option reaches the ranks; options given again later (the launch
+    appends ``--threads``) take precedence, as argparse keeps the last value.
+    """
+    argv = list(a.argv)
+    return argv[argv.index("train") + 1 :]
+
+
 def cmd_train(a: argparse.Namespace) -> None:
-    _threads(a.threads)
     from tailstudy.config import RunConfig
+
+    cfg = RunConfig.load(a.config)
+    spec = cfg.recipe.distributed
+    if a.worker and spec is None:
+        raise UserError(f"--worker: run {cfg.run_id} is not distributed (its recipe sets none)")
+    if spec is not None and not a.worker:  # the run config asks for N processes: launch them
+        from tailstudy.train.launch import launch
+
+        rc = launch(spec, _train_args(a), a.threads)
+        if rc != 0:
+            raise UserError(
+                f"run {cfg.run_id}: a training process failed (torchrun exit status {rc}); "
+                "its error is in the lines above"
+            )
+        return
+    _threads(a.threads)
     from tailstudy.data.loader import load_split
     from tailstudy.train.loop import fit
 
-    cfg = RunConfig.load(a.config)
-    data = load_split(a.dataset, a.index, classes_path=a.classes)
-    fit(cfg, data, a.out, a.ckpt_dir, a.text_checkpoint, a.device, a.keep_ckpt)
+    ranks, device = None, a.device
+    if spec is not None:
+        from torch import distributed as dist
+
+        from tailstudy.train.distributed import init_from_launcher
+
+        ranks, dev = init_from_launcher(spec, a.device)
+        device = str(dev)
+        if not ranks.main:  # rank 0 alone reports progress; warnings and errors still show
+            logging.getLogger().setLevel(logging.WARNING)
+            logging.getLogger("tailstudy").setLevel(logging.WARNING)
+    try:
+        data = load_split(
+            a.dataset,
+            a.index,
+            classes_path=a.classes,
+            progress=ranks is None or ranks.main,
+        )
+        fit(cfg, data, a.out, a.ckpt_dir, a.text_checkpoint, device, a.keep_ckpt, ranks)
+    finally:
+        if ranks is not None:
+            dist.destroy_process_group()
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
@@ -139,8 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ckpt-dir", required=True, type=Path, help="resumable checkpoints")
     s.add_argument("--text-checkpoint", help="model.pt holding the pre-trained text tower")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
-    s.add_argument("--threads", type=int, help="torch CPU threads")
+    s.add_argument(
+        "--threads", type=int, help="torch CPU threads (shared among a distributed run's processes)"
+    )
     s.add_argument("--keep-ckpt", action="store_true", help="keep checkpoints after success")
+    s.add_argument(
+        "--worker",
+        action="store_true",
+        help="run as one rank of a distributed run (set by the torchrun launch, not by hand)",
+    )
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="evaluate one trained run")
@@ -185,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 def dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     """Parse, set up logging to stderr, run the command; input errors → one line, exit 2."""
     args = parser.parse_args(argv)
+    args.argv = list(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr

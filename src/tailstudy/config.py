@@ -15,6 +15,16 @@ from pathlib import Path
 
 from tailstudy.io import UserError
 
+BACKENDS = ("nccl", "gloo")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Data-parallel training in ``processes`` processes (one per GPU), launched by torchrun."""
+
+    processes: int
+    backend: str = "nccl"  # nccl (CUDA) | gloo (CPU, or CUDA without NCCL)
+
 
 # Recipe keys: the training hyper-parameters a recipe in config.yaml may set (with these defaults).
 @dataclass(frozen=True)
@@ -40,7 +50,43 @@ class Recipe:
     vocab_weighting: str = "linear"  # linear | sqrt | uniform
     vocab_group: int | None = None  # sl: local-batch size over which the vocabulary is drawn
     ckpt_every_steps: int | None = None  # also checkpoint every N steps (always at epoch end)
+    gpus: int = 0
+    distributed: Distributed | None = None  # None: one process
     recipe_version: int = 1  # bump to force retraining of every run using the recipe
+
+    def __post_init__(self):
+        d = self.distributed
+        if isinstance(d, dict):
+            d = _strict(Distributed, d, "distributed")
+            object.__setattr__(self, "distributed", d)
+        if d is None:
+            return
+        if d.processes < 1:
+            raise UserError(f"distributed.processes must be at least 1, got {d.processes}")
+        if d.backend not in BACKENDS:
+            raise UserError(
+                f"distributed.backend {d.backend!r} is unknown; use one of {', '.join(BACKENDS)}"
+            )
+        if self.batch_size % d.processes:
+            raise UserError(
+                f"batch_size {self.batch_size} (the global batch) does not split evenly over "
+                f"distributed.processes {d.processes}"
+            )
+        if d.backend == "nccl" and self.gpus != d.processes:
+            raise UserError(
+                f"distributed.backend nccl runs one process per GPU: set gpus: {d.processes} "
+                f"to match distributed.processes: {d.processes} (or use backend gloo on CPU)"
+            )
+
+    @property
+    def processes(self) -> int:
+        """Training processes (1 unless distributed)."""
+        return self.distributed.processes if self.distributed else 1
+
+    @property
+    def local_batch_size(self) -> int:
+        """Per-process batch: the global batch divided over the processes."""
+        return self.batch_size // self.processes
 
 
 @dataclass(frozen=True)
@@ -86,6 +132,11 @@ def _check_type(value, tp, where: str):
     if tp is typing.Any:
         return value
     if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is not None and any(dataclasses.is_dataclass(a) for a in args):
+            # an optional nested mapping: report what is wrong inside it
+            (inner,) = [a for a in args if a is not type(None)]
+            return _check_type(value, inner, where)
         errors = []
         for arg in typing.get_args(tp):
             try:
@@ -114,6 +165,8 @@ def _check_type(value, tp, where: str):
         if isinstance(value, bool) or not isinstance(value, int):
             raise UserError(f"{where}: expected an integer, got {value!r}")
         return value
+    if dataclasses.is_dataclass(tp):
+        return value if isinstance(value, tp) else _strict(tp, value, where)
     if tp is dict:
         if not isinstance(value, dict):
             raise UserError(f"{where}: expected a mapping, got {value!r}")
@@ -141,6 +194,8 @@ def _strict(cls, d: dict, what: str):
     try:
         return cls(**kwargs)
     except TypeError as e:
+        raise UserError(f"{what}: {e}") from None
+    except UserError as e:  # a check across keys (__post_init__)
         raise UserError(f"{what}: {e}") from None
 
 

@@ -175,6 +175,11 @@ def eval_inputs(wildcards):
     }
 
 
+def train_threads(wildcards):
+    """One CPU thread per training process (a distributed recipe launches several)."""
+    return run_cfg(wildcards).recipe.processes
+
+
 def train_runtime(wildcards, attempt):
     """Minutes; grows with each retry so a preempted or slow job gets more time."""
     return 60 * attempt

@@ -17,7 +17,9 @@ rule write_run_config:
 
 
 rule train_model:
-    """Train one run (CLIP or SL). Checkpoints go to ckpt/ (not an output): a retry resumes."""
+    """Train one run (CLIP or SL). Checkpoints go to ckpt/ (not an output): a retry resumes.
+    A recipe with distributed.processes N is trained by N processes that the command itself
+    launches through torchrun inside this one job (its threads are shared among them)."""
     input:
         unpack(train_inputs),
     output:
@@ -30,7 +32,7 @@ rule train_model:
     retries: 1
     conda:
         "../../envs/train.yaml"
-    threads: 1
+    threads: train_threads
     resources:
         mem_mb=8000,
         runtime=train_runtime,

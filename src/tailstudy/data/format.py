@@ -304,7 +304,10 @@ def load_images(root: str | os.PathLike, keys: Sequence[str], progress: bool = F
         path = root / "shards" / shard
         if not path.exists():
             raise UserError(f"shard {path} is missing: rebuild dataset {root.name}")
-        for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
+        # every process of a distributed run loads whole sets: no split of shards by node
+        for sample in wds.WebDataset(
+            str(path), shardshuffle=False, empty_check=False, nodesplitter=None
+        ):
             i = pos.get(sample["__key__"])
             if i is None:
                 continue

@@ -1,14 +1,16 @@
 """The trainer: ``fit()`` trains one run (CLIP or SL) from its RunConfig.
 
 Sections, in order: setup → data → model → loss → optimiser/schedule → resume → loop → final
-write. Device-agnostic (CPU works); single process. All randomness flows from the run seed:
-the epoch permutation from ``(seed, epoch)``, augmentation and vocabulary draws from one
-generator whose state is checkpointed, so a run resumed after a kill ends bit-identical (on CPU,
+write. Device-agnostic (CPU works); one process, or several when the recipe is ``distributed``
+(see ``tailstudy.train.distributed``). All randomness flows from the run seed: the epoch order
+from ``(seed, epoch)``, augmentation and vocabulary draws from one generator per process (seed
++ rank) whose state is checkpointed, so a run resumed after a kill ends bit-identical (on CPU,
 same thread count) to an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -22,7 +24,8 @@ from tailstudy.data.augment import normalize, random_resized_crop, to_float
 from tailstudy.data.loader import InMemorySet
 from tailstudy.io import UserError, atomic_path
 from tailstudy.models import factory
-from tailstudy.train import checkpoint, schedule
+from tailstudy.train import checkpoint, distributed, schedule
+from tailstudy.train.distributed import Ranks
 from tailstudy.train.vocab import class_weights, subsampled_cross_entropy
 
 log = logging.getLogger("tailstudy.train")
@@ -113,6 +116,25 @@ def lr_at(cfg: RunConfig, step: int, total: int, steps_per_epoch: int) -> float:
     raise UserError(f"recipe {cfg.recipe_name}: unknown schedule {r.schedule!r}")
 
 
+def make_clip_loss(ranks: Ranks | None = None) -> nn.Module:
+    """open_clip's ``ClipLoss``; across processes as the paper trained (OpenCLIP's defaults).
+
+    Every rank gathers all ranks' features without gradient and computes the loss over the
+    global batch; its own features are put back with their gradient ("local gradients only, no
+    gather-with-grad", METHODS §4.2). Each rank's feature gradients are then exactly those of
+    the single-process loss over the global batch; DDP averages the resulting weight gradients
+    over the ranks.
+    """
+    import open_clip
+
+    if ranks is None:
+        return open_clip.ClipLoss()
+    return open_clip.ClipLoss(
+        local_loss=False, gather_with_grad=False, cache_labels=True, rank=ranks.rank,
+        world_size=ranks.world,
+    )  # fmt: skip
+
+
 def fit(
     cfg: RunConfig,
     data: InMemorySet,
@@ -121,20 +143,48 @@ def fit(
     text_checkpoint: str | None = None,
     device: str = "auto",
     keep_ckpt: bool = False,
+    ranks: Ranks | None = None,
 ) -> list[dict]:
-    """Train one run; writes ``out_dir/model.pt`` and ``out_dir/train_log.jsonl``."""
+    """Train one run; writes ``out_dir/model.pt`` and ``out_dir/train_log.jsonl``.
+
+    ``ranks``: this process's rank in an initialised process group when the recipe is
+    ``distributed`` (``tailstudy train`` launches the processes); None for a single process.
+    """
     # ---- setup
     r = cfg.recipe
+    if r.distributed is not None and ranks is None:
+        raise UserError(
+            f"run {cfg.run_id} trains in {r.processes} processes: start it with "
+            "'python -m tailstudy train', which launches them"
+        )
+    if ranks is not None and ranks.world != r.processes:
+        raise UserError(f"run {cfg.run_id}: {ranks.world} processes for {r.processes} planned")
+    if ranks is None and r.gpus > 1:
+        log.warning(
+            "run %s: its recipe asks for %d GPUs but trains in one process on one GPU; "
+            "set distributed: {processes: %d} to use them all", cfg.run_id, r.gpus, r.gpus,
+        )  # fmt: skip
+    world, rank = (ranks.world, ranks.rank) if ranks else (1, 0)
+    main = rank == 0
     dev = resolve_device(device)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process
     out_dir, ckpt_dir = Path(out_dir), Path(ckpt_dir)
     if len(data) == 0:
         raise UserError(f"run {cfg.run_id}: the training set is empty")
-    n, bsz = len(data), r.batch_size
+    n, bsz, lbsz = len(data), r.batch_size, r.local_batch_size
     drop_last = cfg.objective == "clip"  # CLIP's sampler drops the last partial batch; SL's not
-    steps_per_epoch = n // bsz if drop_last else math.ceil(n / bsz)
-    if steps_per_epoch == 0:
-        raise UserError(f"run {cfg.run_id}: batch size {bsz} exceeds the {n} training samples")
+    if ranks is None:
+        steps_per_epoch = n // bsz if drop_last else math.ceil(n / bsz)
+        if steps_per_epoch == 0:
+            raise UserError(f"run {cfg.run_id}: batch size {bsz} exceeds the {n} training samples")
+    else:
+        per_rank = distributed.samples_per_rank(n, world, drop_last)
+        steps_per_epoch = per_rank // lbsz if drop_last else math.ceil(per_rank / lbsz)
+        if steps_per_epoch == 0:
+            raise UserError(
+                f"run {cfg.run_id}: the per-process batch {lbsz} exceeds the {per_rank} samples "
+                f"each of the {world} processes gets"
+            )
     total = r.epochs * steps_per_epoch
     size = data.images.shape[1]
     class_names = data.classes["name"].tolist()
@@ -143,47 +193,75 @@ def fit(
     tokens = None
     # ---- model
     model, tokenizer = build_model(cfg, class_names, text_checkpoint)
+    # CLIP normalises over the global batch (SyncBN) on GPUs with nccl; SyncBN has no CPU
+    # kernels, so with gloo each process normalises its own batch (rank 0's statistics kept)
+    sync_bn = (
+        ranks is not None and cfg.objective == "clip" and dev.type == "cuda"
+        and r.distributed.backend == "nccl"
+    )  # fmt: skip
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(dev)
     if cfg.objective == "clip":
         tokens = torch.cat([tokenizer(data.captions[i : i + 4096]) for i in range(0, n, 4096)])
+    # ---- precision: distributed runs as the paper's (CLIP: AMP fp16 on CUDA; SL: fp32 + TF32)
+    amp = ranks is not None and cfg.objective == "clip" and dev.type == "cuda"
+    if ranks is not None and cfg.objective == "sl" and dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    scaler = torch.amp.GradScaler("cuda") if amp else None
     # ---- loss
     if cfg.objective == "clip":
-        import open_clip
-
-        clip_loss = open_clip.ClipLoss()
+        clip_loss = make_clip_loss(ranks)
     else:
         counts = torch.from_numpy(data.label_counts())
         weights = class_weights(counts, r.vocab_weighting).to(dev)
-        group = r.vocab_group or bsz
+        group = r.vocab_group or lbsz  # each process draws over its own local batch
     # ---- optimiser / schedule
     opt = make_optimizer(model, cfg)
     max_logit = math.log(r.logit_scale_max)
     # ---- resume
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + rank)  # augmentation, vocabulary: rank r
     step, history = 0, []
     loss_sum, loss_n = 0.0, 0
     state = checkpoint.load_matching(ckpt_dir, cfg.to_dict())
     if state is not None:
         model.load_state_dict(state["model"], strict=True)
         opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
+        own = state["ranks"][rank] if ranks is not None else state
+        gen.set_state(own["generator"])
+        loss_sum, loss_n = own["loss_acc"]
         step, history = state["step"], state["history"]
-        loss_sum, loss_n = state["loss_acc"]
+        if scaler is not None:
+            scaler.load_state_dict(state["scaler"])
         log.info("resumed from %s at step %d/%d", ckpt_dir / checkpoint.LATEST, step, total)
+    forward = model
+    if ranks is not None:  # after loading: every rank starts from the same weights
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
 
     def save_ckpt():
-        checkpoint.save(
-            ckpt_dir,
-            {
-                "config": cfg.to_dict(),
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "generator": gen.get_state(),
-                "step": step,
-                "history": history,
-                "loss_acc": [loss_sum, loss_n],
-            },
-        )
+        own = {"generator": gen.get_state(), "loss_acc": [loss_sum, loss_n]}
+        every = distributed.gather(own, ranks) if ranks is not None else None
+        if not main:
+            return
+        state = {
+            "config": cfg.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "generator": gen.get_state(),
+            "step": step,
+            "history": history,
+            "loss_acc": [loss_sum, loss_n],
+        }
+        if every is not None:
+            state["ranks"] = every
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
+        checkpoint.save(ckpt_dir, state)
 
     # ---- loop
     log.info(
@@ -191,46 +269,66 @@ def fit(
         cfg.run_id, cfg.objective, cfg.arch, n, len(class_names), r.epochs, steps_per_epoch,
         bsz, dev,
     )  # fmt: skip
+    if ranks is not None:
+        log.info(
+            "%d processes (%s) × batch %d; SyncBN %s, %s",
+            world, r.distributed.backend, lbsz, "on" if sync_bn else "off",
+            "AMP fp16" if amp else "fp32",
+        )  # fmt: skip
     model.train()
     seen, t0 = 0, time.perf_counter()
+    order_epoch, order = -1, None
     while step < total:
         epoch, b = divmod(step, steps_per_epoch)
-        perm = torch.randperm(
-            n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        )
-        idx = perm[b * bsz : (b + 1) * bsz]
+        if epoch != order_epoch:
+            if ranks is None:
+                gen_e = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+                order = torch.randperm(n, generator=gen_e)
+            else:
+                order = distributed.epoch_indices(n, ranks, cfg.seed, epoch, drop_last)
+            order_epoch = epoch
+        idx = order[b * lbsz : (b + 1) * lbsz]
         lr = lr_at(cfg, step, total, steps_per_epoch)
         for g in opt.param_groups:
             g["lr"] = lr
         x = random_resized_crop(to_float(data.images[idx]), size, r.aug_scale, generator=gen)
         x = normalize(x).to(dev, non_blocking=True)
-        if cfg.objective == "clip":
-            img, txt, scale = model(x, tokens[idx].to(dev))
-            loss = clip_loss(img, txt, scale)
-        else:
-            feats, protos = model(x)
-            loss = subsampled_cross_entropy(
-                feats, protos, model.logit_scale.exp(), data.labels[idx].to(dev),
-                r.vocab_size, weights, group, gen,
-            )  # fmt: skip
+        with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
+            if cfg.objective == "clip":
+                img, txt, scale = forward(x, tokens[idx].to(dev))
+                loss = clip_loss(img, txt, scale)
+            else:
+                feats, protos = forward(x)
+                loss = subsampled_cross_entropy(
+                    feats, protos, model.logit_scale.exp(), data.labels[idx].to(dev),
+                    r.vocab_size, weights, group, gen,
+                )  # fmt: skip
         if not torch.isfinite(loss):
             raise UserError(f"run {cfg.run_id}: loss became {loss.item()} at step {step}; lower lr")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, max_logit)
         step += 1
         loss_sum, loss_n, seen = loss_sum + loss.item(), loss_n + 1, seen + len(idx)
         if step % steps_per_epoch == 0 or step == total:
             dt = time.perf_counter() - t0
+            e_loss, e_n, e_seen = loss_sum, loss_n, seen
+            if ranks is not None:  # over all processes' batches
+                e_loss, e_n, e_seen = distributed.all_sum([loss_sum, loss_n, seen], dev)
             rec = {
                 "epoch": epoch + 1,
                 "step": step,
-                "loss": loss_sum / loss_n,
+                "loss": e_loss / e_n,
                 "lr": lr,
                 "logit_scale": model.logit_scale.detach().exp().item(),
-                "images_per_s": seen / dt if dt > 0 else float("nan"),
+                "images_per_s": e_seen / dt if dt > 0 else float("nan"),
             }
             history.append(rec)
             log.info(
@@ -244,6 +342,10 @@ def fit(
             save_ckpt()
 
     # ---- final write
+    if ranks is not None:
+        distributed.check_in_sync(model, ranks)
+    if not main:
+        return history
     model.eval()
     with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
         torch.save(

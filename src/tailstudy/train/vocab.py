@@ -38,12 +38,13 @@ def subsample_vocabulary(
     v0 = torch.unique(y)  # sorted
     n_extra = k - v0.numel()
     if n_extra > 0:
-        p = weights.double().clone()
-        p[v0] = 0.0
+        # drawn on CPU, where the trainer's generator lives, whatever device the batch is on
+        p = weights.detach().double().cpu().clone()
+        p[v0.cpu()] = 0.0
         n_extra = min(n_extra, int((p > 0).sum()))
         if n_extra > 0:
             v1 = torch.multinomial(p, n_extra, replacement=False, generator=generator)
-            v0 = torch.sort(torch.cat([v0, v1.to(v0.dtype)])).values
+            v0 = torch.sort(torch.cat([v0, v1.to(v0.device, v0.dtype)])).values
     return v0, torch.searchsorted(v0, y)
 
 
