@@ -61,6 +61,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     _threads(a.threads)
     import numpy as np
 
+    from tailstudy import jobinfo
     from tailstudy.config import RunConfig
     from tailstudy.data.loader import load_split
     from tailstudy.data.variants import read_counts
@@ -69,12 +70,13 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from tailstudy.train.loop import resolve_device
 
     cfg = RunConfig.load(a.config)
+    log.info("run %s: evaluating, %s", cfg.run_id, jobinfo.describe())
     data = load_split(a.dataset, progress=False)
     counts = read_counts(a.train_counts)
     if counts["name"].tolist() != data.classes["name"].tolist():
         raise UserError(f"{a.train_counts} and the evaluation set list different classes")
     summary, arrays = evaluate(cfg, a.model, data, counts["count"].to_numpy(np.int64),
-                               resolve_device(a.device))  # fmt: skip
+                               resolve_device(a.device, cfg.recipe.gpus))  # fmt: skip
     write_eval(a.out, cfg, summary, arrays, data.classes)
     log.info("run %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f", cfg.run_id,
              summary["top1"], summary["rho_acc"], summary["rho_pred"])  # fmt: skip

@@ -40,6 +40,7 @@ class Recipe:
     vocab_weighting: str = "linear"  # linear | sqrt | uniform
     vocab_group: int | None = None  # sl: local-batch size over which the vocabulary is drawn
     ckpt_every_steps: int | None = None  # also checkpoint every N steps (always at epoch end)
+    gpus: int = 0
     recipe_version: int = 1  # bump to force retraining of every run using the recipe
 
 

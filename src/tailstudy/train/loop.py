@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from tailstudy import jobinfo
 from tailstudy.config import RunConfig
 from tailstudy.data.augment import normalize, random_resized_crop, to_float
 from tailstudy.data.loader import InMemorySet
@@ -30,9 +32,23 @@ log = logging.getLogger("tailstudy.train")
 NO_DECAY = ("bn", "ln", "bias", "logit_scale")
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str, gpus: int | None = None) -> torch.device:
+    """``auto``: CUDA when the run asks for GPUs (recipe ``gpus`` > 0; None: any run) and torch
+    sees one, else the CPU — a run with ``gpus: 0`` stays on the CPU even where GPUs are visible.
+    A run that asks for GPUs but sees none (a CPU-only torch, no driver, an allocation without
+    GPUs) trains on the CPU and says so."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if gpus == 0:
+            return torch.device("cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if gpus:
+            log.warning(
+                "the recipe asks for %d GPU(s) but torch sees no CUDA device "
+                "(CUDA_VISIBLE_DEVICES=%s): running on the CPU",
+                gpus, os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+            )  # fmt: skip
+        return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(
             "--device cuda was requested but no CUDA device is visible; use --device cpu"
@@ -125,7 +141,9 @@ def fit(
     """Train one run; writes ``out_dir/model.pt`` and ``out_dir/train_log.jsonl``."""
     # ---- setup
     r = cfg.recipe
-    dev = resolve_device(device)
+    job = jobinfo.current()  # recorded in every train_log row: the job that trained the epoch
+    log.info("run %s: %s", cfg.run_id, jobinfo.describe())
+    dev = resolve_device(device, r.gpus)
     torch.manual_seed(cfg.seed)
     out_dir, ckpt_dir = Path(out_dir), Path(ckpt_dir)
     if len(data) == 0:
@@ -231,6 +249,8 @@ def fit(
                 "lr": lr,
                 "logit_scale": model.logit_scale.detach().exp().item(),
                 "images_per_s": seen / dt if dt > 0 else float("nan"),
+                "device": dev.type,
+                **job,
             }
             history.append(rec)
             log.info(
