@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tailstudy.io import UserError, read_json
+from tailstudy.io import Stopped, UserError, read_json
 
 log = logging.getLogger("tailstudy")
 
@@ -50,7 +50,10 @@ def cmd_train(a: argparse.Namespace) -> None:
     _threads(a.threads)
     from tailstudy.config import RunConfig
     from tailstudy.data.loader import load_split
+    from tailstudy.train import stop
     from tailstudy.train.loop import fit
+
+    stop.install()  # SIGTERM (scancel, preemption, time limit): checkpoint at the step, exit 143
 
     cfg = RunConfig.load(a.config)
     data = load_split(a.dataset, a.index)
@@ -172,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
-    """Parse, set up logging to stderr, run the command; input errors → one line, exit 2."""
+    """Parse, set up logging to stderr, run the command; input errors → one line, exit 2; a
+    step stopped by a signal (after saving its state) → one line, exit 128 + signal."""
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -183,6 +187,9 @@ def dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return e.exit_status
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -22,9 +23,9 @@ from tailstudy import jobinfo
 from tailstudy.config import RunConfig
 from tailstudy.data.augment import normalize, random_resized_crop, to_float
 from tailstudy.data.loader import InMemorySet
-from tailstudy.io import UserError, atomic_path
+from tailstudy.io import Stopped, UserError, atomic_path
 from tailstudy.models import factory
-from tailstudy.train import checkpoint, schedule
+from tailstudy.train import checkpoint, schedule, stop
 from tailstudy.train.vocab import class_weights, subsampled_cross_entropy
 
 log = logging.getLogger("tailstudy.train")
@@ -240,6 +241,9 @@ def fit(
             model.logit_scale.clamp_(0, max_logit)
         step += 1
         loss_sum, loss_n, seen = loss_sum + loss.item(), loss_n + 1, seen + len(idx)
+        saved = step % steps_per_epoch == 0 or bool(
+            r.ckpt_every_steps and step % r.ckpt_every_steps == 0
+        )
         if step % steps_per_epoch == 0 or step == total:
             dt = time.perf_counter() - t0
             rec = {
@@ -262,6 +266,15 @@ def fit(
             save_ckpt()
         elif r.ckpt_every_steps and step % r.ckpt_every_steps == 0:
             save_ckpt()
+        if stop.requested() and step < total:  # SIGTERM: scancel, preemption, time limit
+            if not saved:
+                save_ckpt()
+            signum = stop.requested()
+            raise Stopped(
+                f"run {cfg.run_id}: {signal.Signals(signum).name} at step {step}/{total}; "
+                f"checkpoint {ckpt_dir / checkpoint.LATEST} written, a rerun resumes from it",
+                signum,
+            )
 
     # ---- final write
     model.eval()
