@@ -35,6 +35,8 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Run on the submitting host, never as cluster jobs: targets, specs and run configs, the run
+# table, study tables, figures, claims, merges, and the WordNet step (it may download).
 localrules:
     all_figures,
     all,
@@ -45,6 +47,7 @@ localrules:
     render_figure,
     check_claims,
     merge_counts,
+    wordnet,
 
 
 rule all_figures:
