@@ -38,6 +38,8 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Run on the submitting host, never as cluster jobs: targets, specs and run configs, the run
+# table, study tables, figures, claims, merges, and the WordNet step (it may download).
 localrules:
     all_figures,
     all,
@@ -50,6 +52,7 @@ localrules:
     merge_counts,
     download_shard,  # downloads run where the workflow runs (a head node with internet)
     download_manifest,
+    wordnet,
 
 
 rule all_figures:

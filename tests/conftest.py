@@ -1,6 +1,9 @@
-"""Shared fixtures: a small hand-made dataset in the project's on-disk format."""
+"""Shared fixtures: a small hand-made dataset in the project's on-disk format; a local SLURM."""
 
 from __future__ import annotations
+
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,3 +61,25 @@ def make_dataset(
 @pytest.fixture
 def tiny_dataset(tmp_path):
     return make_dataset(tmp_path / "tiny")
+
+
+SLURM_START = Path(__file__).parent / "slurm" / "start_cluster.sh"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A one-node SLURM on this machine (partition ``debug``, a fake GPU), started by
+    tests/slurm/start_cluster.sh and left running; skips with the reason where it cannot be."""
+    import importlib.util
+
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("SLURM tests: snakemake-executor-plugin-slurm is not installed")
+    try:
+        res = subprocess.run(["bash", str(SLURM_START)], capture_output=True, text=True,
+                             timeout=180)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.skip("SLURM tests: the test cluster did not start within 180 s")
+    if res.returncode != 0:
+        reason = res.stderr.strip() or f"{SLURM_START.name} exited with {res.returncode}"
+        pytest.skip(f"SLURM tests: {reason}")
+    return "debug"

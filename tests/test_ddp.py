@@ -391,6 +391,38 @@ def test_two_process_run_killed_and_rerun_ends_identical(cli_runs):
     assert [x["loss"] for x in _log(ref)] == [x["loss"] for x in _log(out)]
 
 
+@pytest.mark.slow
+def test_two_process_run_stopped_by_sigterm_checkpoints_and_resumes(cli_runs):
+    """SIGTERM to the launcher (scancel, preemption): both ranks stop at the same step, the
+    checkpoint holds both ranks' states, the command exits 143 with one line, and the rerun
+    ends bit-identical to the uninterrupted run."""
+    _, cfg_path, _, ref, res = cli_runs["sl"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    ds, index, out = cli_runs["dataset"], cli_runs["index"], cli_runs["tmp"] / "sigterm"
+    proc = subprocess.Popen(_cmd(ds, index, cfg_path, out), stderr=subprocess.PIPE, text=True)
+    ckpt = out / "ckpt" / "latest.pt"
+    deadline = time.time() + 180
+    while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.fail("training finished before it could be stopped; make the run longer")
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=180)[1]
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("stopped: run "), err[-3000:]
+    assert "SIGTERM received: stopping at the end of this step" in err
+    state = torch.load(ckpt, weights_only=False)
+    assert 0 < state["step"] < 30 and len(state["ranks"]) == 2
+    assert not (out / "model.pt").exists()
+    res = subprocess.run(_cmd(ds, index, cfg_path, out), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"resumed from {ckpt} at step {state['step']}" in res.stderr
+    a = torch.load(ref / "model.pt", weights_only=True)["model"]
+    b = torch.load(out / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [x["loss"] for x in _log(ref)] == [x["loss"] for x in _log(out)]
+
+
 # ---- the workflow: the run config opts in, the job gets one thread per process
 
 

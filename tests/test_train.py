@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -231,3 +232,52 @@ def test_supplemented_variant_loads_images_of_both_datasets(tmp_path):
     assert np.array_equal(data.images.numpy()[pos], want)
     with pytest.raises(UserError, match="pass their folders with --dataset"):
         load_split([a], tmp_path / "v" / "index.parquet", progress=False)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_at_the_step_and_resumes_identically(tiny_dataset, tmp_path):
+    """SIGTERM (scancel, preemption, a time limit) mid-epoch: the run writes a checkpoint at
+    that step, says so in one line and exits 143; a rerun resumes there, bit-identical."""
+    from tailstudy import jobinfo
+
+    build_variant(tiny_dataset, {"dataset": "tiny"}, tmp_path / "v", "v")
+    cfg = run_config("sl", epochs=6, batch_size=8, vocab_size=3, vocab_group=4)  # 10 steps/epoch
+    cfg_path = tmp_path / "config.json"
+    cfg_path.write_text(cfg.to_json())
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(tmp_path, tiny_dataset, cfg_path, ref), check=True)
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        _train_cmd(tmp_path, tiny_dataset, cfg_path, out), stderr=subprocess.PIPE, text=True
+    )
+    ckpt = out / "ckpt" / "latest.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
+        time.sleep(0.05)  # the first epoch's checkpoint: training is under way
+    time.sleep(0.3)
+    if proc.poll() is not None:
+        pytest.fail("training finished before it could be stopped; make the run longer")
+    os.kill(proc.pid, signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, err
+    last = err.strip().splitlines()[-1]
+    m = re.fullmatch(rf"stopped: run {cfg.run_id}: SIGTERM at step (\d+)/60; checkpoint "
+                     rf"{re.escape(str(ckpt))} written, a rerun resumes from it", last)  # fmt: skip
+    assert m, last
+    step = int(m.group(1))
+    assert 10 <= step < 60 and torch.load(ckpt, weights_only=False)["step"] == step
+    assert not (out / "model.pt").exists()
+    res = subprocess.run(
+        _train_cmd(tmp_path, tiny_dataset, cfg_path, out), capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert f"resumed from {ckpt} at step {step}/60" in res.stderr
+    a = torch.load(ref / "model.pt", weights_only=True)["model"]
+    b = torch.load(out / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    la = [json.loads(x) for x in (ref / "train_log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in la] == [x["loss"] for x in lb]
+    here = jobinfo.current()  # outside SLURM: slurm_job_id null; the host that trained
+    assert all(x["slurm_job_id"] == here["slurm_job_id"] and x["host"] == here["host"]
+               and x["device"] == "cpu" for x in la + lb)  # fmt: skip

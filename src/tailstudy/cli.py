@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
-from tailstudy.io import UserError, read_json
+from tailstudy.io import Stopped, UserError, read_json
 
 log = logging.getLogger("tailstudy")
 
@@ -71,7 +72,14 @@ def cmd_train(a: argparse.Namespace) -> None:
     if spec is not None and not a.worker:  # the run config asks for N processes: launch them
         from tailstudy.train.launch import launch
 
-        rc = launch(spec, _train_args(a), a.threads)
+        rc, signum = launch(spec, _train_args(a), a.threads)
+        if signum is not None and rc != 0:  # the ranks were stopped and wrote their checkpoint
+            raise Stopped(
+                f"run {cfg.run_id}: {signal.Signals(signum).name}: its {spec.processes} "
+                f"processes stopped (torchrun exit status {rc}); a rerun resumes from "
+                f"{Path(a.ckpt_dir)}",
+                signum,
+            )
         if rc != 0:
             raise UserError(
                 f"run {cfg.run_id}: a training process failed (torchrun exit status {rc}); "
@@ -80,8 +88,10 @@ def cmd_train(a: argparse.Namespace) -> None:
         return
     _threads(a.threads)
     from tailstudy.data.loader import load_split
+    from tailstudy.train import stop
     from tailstudy.train.loop import fit
 
+    stop.install()  # SIGTERM (scancel, preemption, time limit): checkpoint at the step, exit 143
     ranks, device = None, a.device
     if spec is not None:
         from torch import distributed as dist
@@ -110,6 +120,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     _threads(a.threads)
     import numpy as np
 
+    from tailstudy import jobinfo
     from tailstudy.config import RunConfig
     from tailstudy.data.format import read_classes
     from tailstudy.data.loader import load_split
@@ -119,13 +130,14 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from tailstudy.train.loop import resolve_device
 
     cfg = RunConfig.load(a.config)
+    log.info("run %s: evaluating, %s", cfg.run_id, jobinfo.describe())
     data = load_split(a.dataset, progress=False)
     counts = read_counts(a.train_counts)
     train_classes = read_classes(a.train_classes or Path(a.train_counts).parent)
     if counts["name"].tolist() != train_classes["name"].tolist():
         raise UserError(f"{a.train_counts} and its classes.tsv list different classes")
     summary, arrays = evaluate(cfg, a.model, data, train_classes,
-                               counts["count"].to_numpy(np.int64), resolve_device(a.device))  # fmt: skip
+                               counts["count"].to_numpy(np.int64), resolve_device(a.device, cfg.recipe.gpus))  # fmt: skip
     write_eval(a.out, cfg, summary, arrays, data.classes)
     log.info("run %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f", cfg.run_id,
              summary["top1"], summary["rho_acc"], summary["rho_pred"])  # fmt: skip
@@ -234,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
-    """Parse, set up logging to stderr, run the command; input errors → one line, exit 2."""
+    """Parse, set up logging to stderr, run the command; input errors → one line, exit 2; a
+    step stopped by a signal (after saving its state) → one line, exit 128 + signal."""
     args = parser.parse_args(argv)
     args.argv = list(argv)
     if not logging.getLogger().handlers:
@@ -246,6 +259,9 @@ def dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return e.exit_status
     return 0
 
 

@@ -14,6 +14,17 @@ class UserError(Exception):
     """An error caused by input or configuration; the CLI prints it as one line and exits 2."""
 
 
+class Stopped(Exception):
+    """A step stopped on request (a signal) after saving its state; rerunning it resumes.
+
+    The CLI prints it as one line and exits with ``exit_status`` (128 + the signal number).
+    """
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_status = 128 + signum
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
     """Yield a temporary path next to ``path``; move it into place only if the block succeeds."""

@@ -175,14 +175,60 @@ def eval_inputs(wildcards):
     }
 
 
+# Resources of training and evaluation jobs. Rules declare only portable resources (gpu,
+# cpus_per_gpu, mem_mb, runtime in minutes); partitions and accounts live in profiles/slurm,
+# which may override any of these (set-threads, set-resources; expressions may use `attempt`).
+CPUS_PER_GPU = 8  # CPU threads per GPU of a GPU job (host-side augmentation, tokenising)
+MEM_MB_PER_GPU = 16000
+MAX_RUNTIME = 24 * 60  # minutes: a common partition limit; profiles/slurm may raise it
+
+
+def run_gpus(wildcards):
+    """GPUs a run trains on: its recipe's `gpus` (0 = CPU)."""
+    return RUNS.runs[wildcards.run].recipe.gpus
+
+
+def eval_gpus(wildcards):
+    """Evaluation of a GPU run takes one GPU; of a CPU run none."""
+    return min(1, run_gpus(wildcards))
+
+
 def train_threads(wildcards):
-    """One CPU thread per training process (a distributed recipe launches several)."""
-    return run_cfg(wildcards).recipe.processes
+    """CPU runs: one thread per training process (two 1-thread runs side by side beat one
+    2-thread run); GPU runs: CPUS_PER_GPU per GPU."""
+    return run_gpus(wildcards) * CPUS_PER_GPU or run_cfg(wildcards).recipe.processes
+
+
+def eval_threads(wildcards):
+    return eval_gpus(wildcards) * CPUS_PER_GPU or 1
+
+
+def cpus_per_gpu(wildcards, threads):
+    """The job's threads spread over its GPUs (`--cpus-per-gpu`; CPU jobs use `threads`)."""
+    return max(1, threads // max(1, run_gpus(wildcards)))
+
+
+def eval_cpus_per_gpu(wildcards, threads):
+    return threads
+
+
+def train_mem_mb(wildcards):
+    return max(8000, MEM_MB_PER_GPU * run_gpus(wildcards))
+
+
+def eval_mem_mb(wildcards):
+    return max(4000, MEM_MB_PER_GPU * eval_gpus(wildcards))
 
 
 def train_runtime(wildcards, attempt):
-    """Minutes; grows with each retry so a preempted or slow job gets more time."""
-    return 60 * attempt
+    """Minutes, growing with each attempt: a job that hit its time limit, was preempted or was
+    cancelled resumes from its checkpoint, so every attempt moves the run forward."""
+    base = 6 * 60 if run_gpus(wildcards) else 60
+    return min(base * attempt, MAX_RUNTIME)
+
+
+def eval_runtime(wildcards, attempt):
+    return min(30 * attempt, MAX_RUNTIME)
 
 
 def study_evals(wildcards):

@@ -15,10 +15,12 @@ rule evaluate_run:
         "results/logs/evaluate_run/{run}.log",
     conda:
         "../../envs/train.yaml"
-    threads: 1
+    threads: eval_threads
     resources:
-        mem_mb=4000,
-        runtime=30,
+        gpu=eval_gpus,
+        cpus_per_gpu=eval_cpus_per_gpu,
+        mem_mb=eval_mem_mb,
+        runtime=eval_runtime,
     shell:
         "python -m tailstudy evaluate --config {input.config} --model {input.model}"
         " --dataset $(dirname {input.dataset}) --train-counts {input.counts}"

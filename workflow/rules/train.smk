@@ -17,9 +17,10 @@ rule write_run_config:
 
 
 rule train_model:
-    """Train one run (CLIP or SL). Checkpoints go to ckpt/ (not an output): a retry resumes.
-    A recipe with distributed.processes N is trained by N processes that the command itself
-    launches through torchrun inside this one job (its threads are shared among them)."""
+    """Train one run (CLIP or SL) on the GPUs its recipe asks for. Checkpoints go to ckpt/ (not
+    an output): a retry (profile `retries`) or a rerun resumes from there. A recipe with
+    distributed.processes N is trained by N processes that the command itself launches through
+    torchrun inside this one job and allocation (its threads are shared among them)."""
     input:
         unpack(train_inputs),
     output:
@@ -29,12 +30,13 @@ rule train_model:
         "results/logs/train_model/{run}.log",
     benchmark:
         "results/benchmarks/train_model/{run}.tsv"
-    retries: 1
     conda:
         "../../envs/train.yaml"
     threads: train_threads
     resources:
-        mem_mb=8000,
+        gpu=run_gpus,
+        cpus_per_gpu=cpus_per_gpu,
+        mem_mb=train_mem_mb,
         runtime=train_runtime,
     params:
         text=text_checkpoint_arg,

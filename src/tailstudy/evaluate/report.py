@@ -1,5 +1,6 @@
-"""Evaluation outputs: ``summary.json`` (run factors + statistics), ``per_class.tsv``,
-``confusion.npz`` — the contract the collection and figure steps read."""
+"""Evaluation outputs: ``summary.json`` (run factors + statistics, and the ``job`` that computed
+them: SLURM job id or null, host), ``per_class.tsv``, ``confusion.npz`` — the contract the
+collection and figure steps read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tailstudy import jobinfo
 from tailstudy.config import RunConfig
 from tailstudy.io import atomic_path, write_json
 
@@ -30,5 +32,11 @@ def write_eval(out: str | Path, cfg: RunConfig, summary: dict, arrays: dict, cla
         np.savez_compressed(f, confusion=arrays["confusion"])
     write_json(
         out / "summary.json",
-        {"run_id": cfg.run_id, "factors": cfg.factors, "eval_dataset": cfg.eval_dataset, **summary},
+        {
+            "run_id": cfg.run_id,
+            "factors": cfg.factors,
+            "eval_dataset": cfg.eval_dataset,
+            **summary,
+            "job": jobinfo.current(),
+        },
     )

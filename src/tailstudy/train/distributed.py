@@ -128,6 +128,13 @@ def all_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
+def all_max(value: int, device: torch.device) -> int:
+    """The largest ``value`` over the ranks (e.g. a stop request any one rank received)."""
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def check_in_sync(model: torch.nn.Module, ranks: Ranks) -> None:
     """Fail if any rank's parameters differ from rank 0's (they never should).
 

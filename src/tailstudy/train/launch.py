@@ -41,11 +41,13 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
 
 
-def launch(spec: Distributed, train_args: list[str], threads: int | None) -> int:
-    """Run the ranks under torchrun and wait; returns torchrun's exit status.
+def launch(spec: Distributed, train_args: list[str], threads: int | None) -> tuple[int, int | None]:
+    """Run the ranks under torchrun and wait; returns torchrun's exit status and the signal this
+    launcher forwarded (None if none).
 
     ``threads`` CPU threads are shared among the processes. SIGTERM/SIGINT reach torchrun, which
-    stops the ranks; if this launcher is killed outright, torchrun gets SIGTERM from the kernel.
+    passes them on to the ranks (they checkpoint at the step and stop); if this launcher is
+    killed outright, torchrun gets SIGTERM from the kernel.
     """
     per_rank = max(1, (threads or os.cpu_count() or 1) // spec.processes)
     cmd = launch_command(spec, [*train_args, "--threads", str(per_rank)])
@@ -59,12 +61,16 @@ def launch(spec: Distributed, train_args: list[str], threads: int | None) -> int
     except OSError as e:
         raise UserError(f"could not start torchrun: {e}") from None
 
+    received: list[int] = []
+
     def forward(signum, _frame):
+        received.append(signum)
         proc.send_signal(signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return proc.wait()
+        rc = proc.wait()
+        return rc, (received[0] if received else None)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

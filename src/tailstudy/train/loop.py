@@ -13,18 +13,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import signal
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from tailstudy import jobinfo
 from tailstudy.config import RunConfig
 from tailstudy.data.augment import normalize, random_resized_crop, to_float
 from tailstudy.data.loader import InMemorySet
-from tailstudy.io import UserError, atomic_path
+from tailstudy.io import Stopped, UserError, atomic_path
 from tailstudy.models import factory
-from tailstudy.train import checkpoint, distributed, schedule
+from tailstudy.train import checkpoint, distributed, schedule, stop
 from tailstudy.train.distributed import Ranks
 from tailstudy.train.vocab import class_weights, subsampled_cross_entropy
 
@@ -33,9 +36,23 @@ log = logging.getLogger("tailstudy.train")
 NO_DECAY = ("bn", "ln", "bias", "logit_scale")
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str, gpus: int | None = None) -> torch.device:
+    """``auto``: CUDA when the run asks for GPUs (recipe ``gpus`` > 0; None: any run) and torch
+    sees one, else the CPU — a run with ``gpus: 0`` stays on the CPU even where GPUs are visible.
+    A run that asks for GPUs but sees none (a CPU-only torch, no driver, an allocation without
+    GPUs) trains on the CPU and says so."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if gpus == 0:
+            return torch.device("cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if gpus:
+            log.warning(
+                "the recipe asks for %d GPU(s) but torch sees no CUDA device "
+                "(CUDA_VISIBLE_DEVICES=%s): running on the CPU",
+                gpus, os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+            )  # fmt: skip
+        return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(
             "--device cuda was requested but no CUDA device is visible; use --device cpu"
@@ -166,7 +183,10 @@ def fit(
         )  # fmt: skip
     world, rank = (ranks.world, ranks.rank) if ranks else (1, 0)
     main = rank == 0
-    dev = resolve_device(device)
+    job = jobinfo.current()  # recorded in every train_log row: the job that trained the epoch
+    if main:
+        log.info("run %s: %s", cfg.run_id, jobinfo.describe())
+    dev = resolve_device(device, r.gpus)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     out_dir, ckpt_dir = Path(out_dir), Path(ckpt_dir)
     if len(data) == 0:
@@ -317,6 +337,9 @@ def fit(
             model.logit_scale.clamp_(0, max_logit)
         step += 1
         loss_sum, loss_n, seen = loss_sum + loss.item(), loss_n + 1, seen + len(idx)
+        saved = step % steps_per_epoch == 0 or bool(
+            r.ckpt_every_steps and step % r.ckpt_every_steps == 0
+        )
         if step % steps_per_epoch == 0 or step == total:
             dt = time.perf_counter() - t0
             e_loss, e_n, e_seen = loss_sum, loss_n, seen
@@ -329,6 +352,8 @@ def fit(
                 "lr": lr,
                 "logit_scale": model.logit_scale.detach().exp().item(),
                 "images_per_s": e_seen / dt if dt > 0 else float("nan"),
+                "device": dev.type,
+                **job,
             }
             history.append(rec)
             log.info(
@@ -340,6 +365,17 @@ def fit(
             save_ckpt()
         elif r.ckpt_every_steps and step % r.ckpt_every_steps == 0:
             save_ckpt()
+        signum = stop.requested() or 0  # SIGTERM: scancel, preemption, time limit
+        if ranks is not None:  # every process stops at the same step: checkpoints are collective
+            signum = int(distributed.all_max(signum, dev))
+        if signum and step < total:
+            if not saved:
+                save_ckpt()
+            raise Stopped(
+                f"run {cfg.run_id}: {signal.Signals(signum).name} at step {step}/{total}; "
+                f"checkpoint {ckpt_dir / checkpoint.LATEST} written, a rerun resumes from it",
+                signum,
+            )
 
     # ---- final write
     if ranks is not None:
