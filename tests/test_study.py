@@ -89,3 +89,15 @@ def test_schema_describes_every_key_and_rejects_unknown_keys():
                 walk(v, f"{path}[{i}]")
 
     walk(SCHEMA, "schema")
+
+
+def test_grids_without_seeds_take_the_top_level_seeds(config):
+    config["studies"] = {"s": [{"variant": ["incaps-full"], "model": ["sl"], "recipe": ["sl"]}]}
+    config["figures"] = {k: v for k, v in config["figures"].items() if "studies" not in v}
+    config["claims"] = []
+    jsonschema.Draft202012Validator(SCHEMA).validate(config)
+    assert study.expand(config).studies["s"] == ["incaps-full_sl_sl_s0"]  # default [0]
+    config["seeds"] = [0, 1, 2]
+    assert study.expand(config).studies["s"] == [f"incaps-full_sl_sl_s{i}" for i in range(3)]
+    config["studies"]["s"][0]["seed"] = [7]  # a grid's own seeds win
+    assert study.expand(config).studies["s"] == ["incaps-full_sl_sl_s7"]
