@@ -163,7 +163,8 @@ def shard_args(wildcards):
     s = shard_of(wildcards)
     if s.kind == "datacard":
         return f"--datacard {shlex.quote(s.path)}"
-    return f"--captions {shlex.quote(s.path)} --column {shlex.quote(s.column)}"
+    header = "" if s.header else " --no-header"
+    return f"--captions {shlex.quote(s.path)} --column {shlex.quote(s.column)}{header}"
 
 
 def concept_files(wildcards):
