@@ -10,39 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def smk(workdir: Path, *args: str, configfile: Path | None = None, check=True):
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile or REPO / "config.yaml"), *args]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
-    return res
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Parse the 'Job stats' table of a dry run."""
-    counts = {}
-    table = output.split("Job stats:")[1].split("total")[0]
-    for line in table.splitlines():
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if m:
-            counts[m.group(1)] = int(m.group(2))
-    return counts
-
-
-def planned_jobs(output: str, rule: str) -> set[str]:
-    """Wildcard values of the planned jobs of ``rule`` in a dry run (--quiet absent)."""
-    runs = set()
-    for block in output.split("\nrule ")[1:]:
-        if block.startswith(f"{rule}:"):
-            m = re.search(r"wildcards: run=(\S+)", block)
-            if m:
-                runs.add(m.group(1))
-    return runs
+from smk import REPO, SNAKEMAKE, job_counts, planned_jobs, smk
 
 
 @pytest.fixture
