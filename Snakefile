@@ -68,3 +68,4 @@ rule all:
         "results/run_table.tsv",
         all_freq_tables(),
         expand("results/data/{dataset}/manifest.json", dataset=DATASETS),
+        expand("results/tables/{study}.tsv", study=STUDIES),

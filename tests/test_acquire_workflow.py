@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from test_workflow import REPO, job_counts, smk
+from smk import REPO, job_counts, smk
 
 
 def real_data_config(tmp_path, laion_parts=2, cls_files=1, url_shards=3, extra=None):

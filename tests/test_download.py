@@ -22,7 +22,7 @@ import yaml
 from standins import closed_port, image_bytes, loopback_server, silent_port
 from tailstudy.concepts import imagenet_concepts
 from tailstudy.data.format import read_index, read_manifest
-from test_workflow import REPO, smk
+from smk import REPO, smk
 
 pytestmark = pytest.mark.slow
 

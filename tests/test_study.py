@@ -153,3 +153,15 @@ def test_paper_variant_reference_errors_are_one_line(config, mutate, message):
     with pytest.raises(UserError, match=message) as e:
         study.check(config)
     assert "\n" not in str(e.value)
+
+
+def test_grids_without_seeds_take_the_top_level_seeds(config):
+    config["studies"] = {"s": [{"variant": ["incaps-full"], "model": ["sl"], "recipe": ["sl"]}]}
+    config["figures"] = {k: v for k, v in config["figures"].items() if "studies" not in v}
+    config["claims"] = []
+    jsonschema.Draft202012Validator(SCHEMA).validate(config)
+    assert study.expand(config).studies["s"] == ["incaps-full_sl_sl_s0"]  # default [0]
+    config["seeds"] = [0, 1, 2]
+    assert study.expand(config).studies["s"] == [f"incaps-full_sl_sl_s{i}" for i in range(3)]
+    config["studies"]["s"][0]["seed"] = [7]  # a grid's own seeds win
+    assert study.expand(config).studies["s"] == ["incaps-full_sl_sl_s7"]

@@ -237,10 +237,12 @@ def expand(config: dict) -> RunTable:
     """Expand every study into runs (de-duplicated), plus the runs they depend on."""
     table = RunTable()
     runs: dict[str, RunConfig] = {}
+    seeds = config.get("seeds", [0])
     for study in sorted(config.get("studies", {})):
         members = []
         for grid in _grids(config, study):
-            for v, m, r, s in itertools.product(*(grid[a] for a in GRID_AXES)):
+            axes = [grid.get(a, seeds) if a == "seed" else grid[a] for a in GRID_AXES]
+            for v, m, r, s in itertools.product(*axes):
                 cfg = _make_run(config, v, m, r, s)
                 runs.setdefault(cfg.run_id, cfg)
                 if cfg.run_id not in members:

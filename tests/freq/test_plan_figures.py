@@ -38,6 +38,18 @@ def test_shards_from_globs_are_one_job_per_file_sorted(tmp_path):
         plan.shards(config, "laion")
 
 
+def test_headerless_tsv_corpus_passes_a_field_index(tmp_path):
+    (tmp_path / "cc12m.tsv").write_text("http://x/1.jpg\ta goldfish\n")
+    config = _config(tmp_path, cc12m={"label": "CC", "captions": [str(tmp_path / "cc12m.tsv")],
+                                      "column": "1", "header": False})  # fmt: skip
+    plan.check(config)
+    (shard,) = plan.shards(config, "cc12m").values()
+    assert shard.column == "1" and shard.header is False
+    config["frequency"]["corpora"]["web"] = {"label": "W", "dataset": "web", "header": False}
+    with pytest.raises(UserError, match="corpus web: header only applies to captions shards"):
+        plan.check(config)
+
+
 def test_duplicate_shard_names_are_rejected(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

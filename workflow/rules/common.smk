@@ -24,7 +24,6 @@ try:
     RUNS = tstudy.expand(config)
     FREQ = config.get("frequency", {})
     CORPORA = sorted(FREQ.get("corpora", {}))
-    SHARDS = {c: freq_plan.shards(config, c) for c, _ in freq_plan.needed_tables(config)}
 except UserError as e:
     raise WorkflowError(f"config error: {e}") from None
 
@@ -254,8 +253,22 @@ def figure_freq_args(wildcards):
     return " ".join(f"--freq {shlex.quote(f'{k}={v}')}" for k, v in tables.items())
 
 
+_SHARDS = {}
+
+
+def corpus_shards(corpus):
+    """A corpus's counting shards, resolved (globs expanded) only when a job needs them, so a
+    corpus whose files are not there yet stops only the jobs that read it."""
+    if corpus not in _SHARDS:
+        try:
+            _SHARDS[corpus] = freq_plan.shards(config, corpus)
+        except UserError as e:
+            raise WorkflowError(f"config error: {e}") from None
+    return _SHARDS[corpus]
+
+
 def shard_of(wildcards):
-    shards = SHARDS.get(wildcards.corpus, {})
+    shards = corpus_shards(wildcards.corpus)
     if wildcards.shard not in shards:
         raise WorkflowError(f"corpus {wildcards.corpus} has no shard {wildcards.shard}")
     return shards[wildcards.shard]
@@ -269,7 +282,8 @@ def shard_args(wildcards):
     s = shard_of(wildcards)
     if s.kind == "datacard":
         return f"--datacard {shlex.quote(s.path)}"
-    return f"--captions {shlex.quote(s.path)} --column {shlex.quote(s.column)}"
+    header = "" if s.header else " --no-header"
+    return f"--captions {shlex.quote(s.path)} --column {shlex.quote(s.column)}{header}"
 
 
 def concept_files(wildcards):
@@ -286,7 +300,7 @@ def concept_args(wildcards):
 
 
 def corpus_shard_tables(wildcards):
-    if not SHARDS.get(wildcards.corpus):
+    if wildcards.corpus not in {c for c, _ in freq_plan.needed_tables(config)}:
         raise WorkflowError(
             f"corpus {wildcards.corpus} is not counted: no figure reads it for any concept set"
         )
@@ -294,7 +308,7 @@ def corpus_shard_tables(wildcards):
         "results/freq/{corpus}/{concepts}/shards/{shard}_ori.tsv",
         corpus=wildcards.corpus,
         concepts=wildcards.concepts,
-        shard=sorted(SHARDS.get(wildcards.corpus, {})),
+        shard=sorted(corpus_shards(wildcards.corpus)),
     )
 
 

@@ -46,6 +46,7 @@ class Shard:
     path: str
     kind: str  # "captions" | "datacard"
     column: str = "caption"
+    header: bool = True  # TSV shards: a header line names the columns (else column = index)
 
 
 def corpus_kind(spec: dict, name: str = "") -> str:
@@ -94,7 +95,7 @@ def shards(config: dict, corpus: str) -> dict[str, Shard]:
                 raise UserError(f"corpus {corpus}: shard file name {name!r} is not a plain name")
             if name in out:
                 raise UserError(f"corpus {corpus}: two shards are named {name!r} ({p})")
-            out[name] = Shard(corpus, name, p, "captions", spec["column"])
+            out[name] = Shard(corpus, name, p, "captions", spec["column"], spec.get("header", True))
         return dict(sorted(out.items()))
     raise UserError(f"corpus {corpus} ({kind}) has no counting job")
 
@@ -162,8 +163,9 @@ def check(config: dict) -> None:
             raise UserError(f"corpus {name} reads unknown variant {ref!r}")
         if kind == "captions" and "column" not in spec:
             raise UserError(f"corpus {name}: caption shards need a column (e.g. column: TEXT)")
-        if kind != "captions" and "column" in spec:
-            raise UserError(f"corpus {name}: column only applies to captions shards")
+        for key in ("column", "header"):
+            if kind != "captions" and key in spec:
+                raise UserError(f"corpus {name}: {key} only applies to captions shards")
         if kind != "table" and "concept_set" in spec:
             raise UserError(f"corpus {name}: concept_set only applies to a published table")
     for name, spec in concept_sets.items():

@@ -1,0 +1,91 @@
+"""The paper-scale config: valid, the complete grid of METHODS §6, and a DAG that plans every job.
+
+The raw sources are stood in for by empty files and folders under ``data/`` of a scratch working
+directory, the layout the config documents; a dry run never opens them.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+
+import jsonschema
+import pytest
+import yaml
+
+from smk import PAPER, REPO, job_counts, make_standins, planned_jobs, smk
+from tailstudy import study
+
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+# METHODS §6.1: CLIP groups C1-C10 and SL groups S1-S10, by the study that holds them.
+CLIP_RUNS = {  # study -> CLIP runs
+    "caption-scratch": 9,  # C1
+    "caption-frozen": 9,  # C2
+    "caption-init": 6,  # C3
+    "laionet-threshold": 10,  # C4
+    "laionet-scale": 18,  # C5 without the 6 frozen-RoBERTa runs
+    "in100": 2,  # C6
+    "in100-extra": 2,  # C7
+    "web-cls": 2,  # C8, C9
+    "trimmed-tail": 24,  # C10
+}
+SL_RUNS = {
+    "caption-scratch": 5,  # S1
+    "caption-frozen": 5,  # S2
+    "vocab-weighting": 16,  # S3
+    "laionet-scale": 2,  # S4, S5
+    "in100": 2,  # S7
+    "in100-extra": 2,  # S8
+    "web-cls": 2,  # S6
+    "laionet-threshold": 2,  # S9
+    "trimmed-tail": 36,  # S10
+}
+
+
+@pytest.fixture(scope="module")
+def config():
+    return yaml.safe_load(PAPER.read_text())
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, config):
+    return make_standins(config, tmp_path_factory.mktemp("paper"))
+
+
+def test_paper_config_is_valid_and_declares_the_grid(config):
+    jsonschema.Draft202012Validator(SCHEMA).validate(config)
+    study.check(config)
+    table = study.expand(config)
+    by = collections.Counter(
+        (s, table.runs[r].objective) for s, rs in table.studies.items() for r in rs
+    )
+    assert {s: n for (s, o), n in by.items() if o == "clip"} == CLIP_RUNS
+    assert {s: n for (s, o), n in by.items() if o == "sl"} == SL_RUNS
+    assert len(table.runs) == 154 >= 137  # no run is shared between studies
+    assert all(cfg.arch == "RN50" and cfg.scale == "paper" for cfg in table.runs.values())
+    # IN-Caps-100 and IN-Caps (10%) runs are evaluated on the ImageNet-100 classes
+    evals = {cfg.variant: cfg.eval_dataset for cfg in table.runs.values()}
+    assert evals["incaps100"] == evals["incaps10pct"] == "imagenet100-val"
+    assert evals["incaps-full"] == evals["laionet-f1"] == "imagenet-val"
+    # three seeds triple every run (the paper's "roughly 400" controlled runs)
+    three = copy.deepcopy(config)
+    three["seeds"] = [0, 1, 2]
+    assert len(study.expand(three).runs) == 3 * 154
+
+
+def test_paper_dry_run_plans_every_job(workdir):
+    res = smk(workdir, "-n", "all", configfile=PAPER, replace=True)
+    counts = job_counts(res.stdout)
+    assert counts["train_model"] == counts["write_run_config"] == counts["evaluate_run"] == 154
+    assert counts["collect_study"] == 10
+    assert counts["render_figure"] == 9
+    assert counts["build_variant"] == 37
+
+
+def test_one_figure_plans_only_its_runs(workdir, config):
+    res = smk(workdir, "-n", "results/figures/fig03-descriptiveness.pdf", configfile=PAPER,
+              replace=True)  # fmt: skip
+    expected = set(study.expand(config).studies["caption-scratch"])
+    assert planned_jobs(res.stdout, "train_model") == expected
+    assert len(expected) == 14
