@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from smk import REPO, smk
 from standins import closed_port, image_bytes, loopback_server, silent_port
 from tailstudy.concepts import imagenet_concepts
 from tailstudy.data.format import read_index, read_manifest
-from smk import REPO, smk
 
 pytestmark = pytest.mark.slow
 

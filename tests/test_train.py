@@ -169,6 +169,7 @@ def _subset_eval_set(tiny_dataset, root, order):
     index["label"] = index["label"].map({c: i for i, c in enumerate(order)}).astype("int32")
     root.mkdir()
     os.symlink(tiny_dataset / "shards", root / "shards")
+    os.symlink(tiny_dataset / "manifest.json", root / "manifest.json")  # the image size
     write_index(root / "index.parquet", index)
     write_classes(root, [(classes.at[c, "wnid"], classes.at[c, "name"]) for c in order])
     return root
