@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import collections
 import copy
+import re
+import subprocess
 
 import jsonschema
 import pytest
 import yaml
 
-from smk import PAPER, REPO, job_counts, make_standins, planned_jobs, smk
+from smk import PAPER, REPO, SNAKEMAKE, job_counts, make_standins, planned_jobs, smk
 from tailstudy import study
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -89,3 +91,45 @@ def test_one_figure_plans_only_its_runs(workdir, config):
     expected = set(study.expand(config).studies["caption-scratch"])
     assert planned_jobs(res.stdout, "train_model") == expected
     assert len(expected) == 14
+
+
+@pytest.mark.slow
+def test_editing_one_recipe_value_reruns_only_its_runs(tmp_path, config):
+    """Every output of the paper study marked up to date; sl-k50's lr changed: only its run
+    (and the table and figure it feeds) is planned again."""
+    workdir = make_standins(config, tmp_path)
+    smk(workdir, "-c1", "--until", "write_run_config", "write_spec", "--quiet", configfile=PAPER,
+        replace=True)  # fmt: skip
+    summary = smk(workdir, "--summary", configfile=PAPER, replace=True).stdout.splitlines()[1:]
+    for line in summary:  # placeholders for every output, then --touch orders their mtimes
+        path = workdir / line.split("\t")[0]
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    smk(workdir, "-c1", "--touch", "--quiet", configfile=PAPER, replace=True)
+    assert "Nothing to be done" in smk(workdir, "-n", configfile=PAPER, replace=True).stdout
+    changed = copy.deepcopy(config)
+    changed["recipes"]["sl-k50"]["lr"] = 0.05
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    out = smk(workdir, "-n", configfile=path, replace=True).stdout
+    assert planned_jobs(out, "train_model") == {"incaps-full_sl_sl-k50_s0"}
+    counts = job_counts(out)
+    assert counts["write_run_config"] == counts["evaluate_run"] == 1
+    assert (
+        counts["collect_study"] == 1 and counts["render_figure"] == 2
+    )  # Figs. 3 and 11a (caption-scratch)
+
+
+def test_slurm_profile_selects_the_paper_config(workdir, config):
+    """`snakemake --profile profiles/slurm` from the repository root plans the paper-scale
+    study (its configfile), each training job asking SLURM for the recipe's 4 GPUs."""
+    target = "results/figures/fig03-descriptiveness.pdf"
+    cmd = [*SNAKEMAKE, "--profile", "profiles/slurm", "--directory", str(workdir), "-n", target]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert planned_jobs(res.stdout, "train_model") == set(
+        study.expand(config).studies["caption-scratch"]
+    )
+    train = [b for b in res.stdout.split("\nrule ")[1:] if b.startswith("train_model:")]
+    assert train and all(re.search(r"resources: .*\bgpu=4\b", b) for b in train)
