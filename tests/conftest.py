@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from smk import UNREACHABLE_SLURM_CONF
 from tailstudy.concepts import concept_subset
 
 
@@ -64,6 +67,27 @@ def tiny_dataset(tmp_path):
 
 
 SLURM_START = Path(__file__).parent / "slurm" / "start_cluster.sh"
+_standin_conf: set[str] = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def unreachable_slurm_fails_fast(tmp_path_factory):
+    """Where SLURM's client tools are installed but no controller answers (this machine until
+    the local cluster starts), the SLURM executor plugin's start-up probe (`scontrol show
+    config`) waits ~9 s in every snakemake call. Until slurm_cluster starts one, SLURM_CONF
+    points at a config whose controller is given up on at once (MessageTimeout=1)."""
+    if shutil.which("scontrol") is None or "SLURM_CONF" in os.environ:
+        yield
+        return
+    conf = tmp_path_factory.mktemp("slurm") / "slurm.conf"
+    conf.write_text(UNREACHABLE_SLURM_CONF)
+    _standin_conf.add(str(conf))
+    os.environ["SLURM_CONF"] = str(conf)
+    try:
+        yield
+    finally:
+        if os.environ.get("SLURM_CONF") == str(conf):
+            del os.environ["SLURM_CONF"]
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +98,8 @@ def slurm_cluster():
 
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         pytest.skip("SLURM tests: snakemake-executor-plugin-slurm is not installed")
+    if os.environ.get("SLURM_CONF") in _standin_conf:
+        del os.environ["SLURM_CONF"]  # the cluster's own /etc/slurm/slurm.conf from here on
     try:
         res = subprocess.run(["bash", str(SLURM_START)], capture_output=True, text=True,
                              timeout=180)  # fmt: skip

@@ -11,6 +11,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PAPER = REPO / "workflow" / "configs" / "paper.yaml"
+# SLURM_CONF for machines with SLURM's client tools but no controller: one nobody runs, given
+# up on at once. Without it the SLURM executor plugin's start-up probe (`scontrol show config`)
+# waits ~9 s in every snakemake call there.
+UNREACHABLE_SLURM_CONF = """\
+ClusterName=unreachable
+SlurmctldHost=localhost(127.0.0.1)
+MessageTimeout=1
+NodeName=localhost CPUs=1
+PartitionName=unreachable Nodes=localhost
+"""
 
 
 def smk(workdir: Path, *args: str, configfile: Path | None = None, check=True, replace=False):
