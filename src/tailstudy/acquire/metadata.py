@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from tailstudy.freq.sources import is_parquet
+from tailstudy.freq.sources import is_parquet, open_web_tsv, tsv_field
 from tailstudy.io import UserError
 
 log = logging.getLogger(__name__)
@@ -78,35 +78,15 @@ def _check_columns(path: Path, names: list[str], columns: Mapping[str, str]) -> 
 
 
 def _iter_tsv(path, columns, optional, header, batch_size) -> Iterator[pd.DataFrame]:
-    import pyarrow.csv as pcsv
-
     def field(c: str) -> str:
-        if header:
-            return c
-        if not str(c).isdigit():
-            raise UserError(
-                f"{path} is read without a header: columns must be 0-based field indices, got {c!r}"
-            )
-        return f"f{int(c)}"
-
-    bad = [0]
-
-    def skip(row) -> str:
-        bad[0] += 1
-        return "skip"
+        return tsv_field(c, header, path)
 
     try:
-        reader = pcsv.open_csv(
-            pa.input_stream(str(path), compression="detect"),
-            read_options=pcsv.ReadOptions(
-                use_threads=True, block_size=16 << 20, autogenerate_column_names=not header
-            ),
-            parse_options=pcsv.ParseOptions(
-                delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=skip
-            ),
-            convert_options=pcsv.ConvertOptions(
-                column_types={field(c): pa.large_string() for c in [*columns, *optional]}
-            ),
+        reader, bad = open_web_tsv(
+            path,
+            {field(c): pa.large_string() for c in [*columns, *optional]},
+            header=header,
+            use_threads=True,
         )
     except pa.ArrowInvalid as e:
         raise UserError(f"cannot read TSV {path}: {e}") from None

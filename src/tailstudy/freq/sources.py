@@ -61,14 +61,51 @@ def parquet_row_groups(path: str | Path) -> int:
     return pq.ParquetFile(path).metadata.num_row_groups
 
 
-def _tsv_column(column: str, header: bool) -> str:
+def tsv_field(column: str, header: bool, path: str | Path) -> str:
+    """Arrow's name of a TSV column: the name itself with a header, ``f<i>`` for the 0-based
+    field index ``i`` without one."""
     if header:
         return column
-    if not column.isdigit():
+    if not str(column).isdigit():
         raise UserError(
-            f"--column must be a 0-based field index for a TSV without header, got {column!r}"
+            f"{path} is read without a header: a column must be a 0-based field index, "
+            f"got {column!r}"
         )
     return f"f{int(column)}"
+
+
+def open_web_tsv(
+    path: str | Path,
+    column_types: dict[str, pa.DataType],
+    *,
+    header: bool,
+    include_columns: Sequence[str] = (),
+    use_threads: bool = False,
+):
+    """A streaming reader of a web-metadata TSV: tab-separated, no quoting, one record per line,
+    compression detected from the name. Lines with the wrong number of fields are skipped; the
+    returned one-element list counts them as the reader goes. Raises Arrow's errors."""
+    import pyarrow.csv as pcsv
+
+    bad = [0]
+
+    def skip(row) -> str:
+        bad[0] += 1
+        return "skip"
+
+    reader = pcsv.open_csv(
+        pa.input_stream(str(path), compression="detect"),
+        read_options=pcsv.ReadOptions(
+            use_threads=use_threads, block_size=16 << 20, autogenerate_column_names=not header
+        ),
+        parse_options=pcsv.ParseOptions(
+            delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=skip
+        ),
+        convert_options=pcsv.ConvertOptions(
+            include_columns=list(include_columns), column_types=column_types
+        ),
+    )
+    return reader, bad
 
 
 def iter_caption_batches(
@@ -102,27 +139,10 @@ def iter_caption_batches(
         return
     if row_groups is not None:
         raise ValueError("row_groups only applies to Parquet shards")
-    import pyarrow.csv as pcsv
-
-    col = _tsv_column(column, header)
-    bad = [0]
-
-    def skip(row) -> str:
-        bad[0] += 1
-        return "skip"
-
+    col = tsv_field(column, header, path)
     try:
-        reader = pcsv.open_csv(
-            pa.input_stream(str(path), compression="detect"),
-            read_options=pcsv.ReadOptions(
-                use_threads=False, block_size=16 << 20, autogenerate_column_names=not header
-            ),
-            parse_options=pcsv.ParseOptions(
-                delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=skip
-            ),
-            convert_options=pcsv.ConvertOptions(
-                include_columns=[col], column_types={col: pa.large_string()}
-            ),
+        reader, bad = open_web_tsv(
+            path, {col: pa.large_string()}, header=header, include_columns=[col]
         )
     except (pa.ArrowInvalid, KeyError) as e:
         raise UserError(f"cannot read column {column!r} of TSV {path}: {e}") from None
