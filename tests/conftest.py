@@ -1,4 +1,4 @@
-"""Shared fixtures: a small hand-made dataset in the project's on-disk format; a local SLURM."""
+"""Shared fixtures: a tiny dataset (tests/runs.py makes it); a local SLURM."""
 
 from __future__ import annotations
 
@@ -7,58 +7,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
+from runs import make_dataset
 from smk import UNREACHABLE_SLURM_CONF
-from tailstudy.concepts import concept_subset
-
-
-def make_dataset(
-    root, n_classes=6, per_class=(30, 20, 12, 8, 5, 3), seed=0, size=32, concepts=None, extra=None
-):
-    """Images whose colour encodes the class; captions name the class and its colour.
-
-    ``concepts``: positions in the ImageNet-100 list of the classes (default: the first
-    ``n_classes``); ``extra``: a function adding columns to the index (e.g. LAIONet's
-    ``similarity``, ``wnid``, ``row_id``) before it is written."""
-    rng = np.random.default_rng(seed)
-    every = concept_subset("imagenet100")
-    concepts = [every[i] for i in concepts] if concepts is not None else every[:n_classes]
-    n_classes = len(concepts)
-    colours = rng.integers(0, 255, (n_classes, 3))
-    rows, images = [], []
-    for c, n in enumerate(per_class[:n_classes]):
-        for i in range(n):
-            img = np.clip(colours[c] + rng.normal(0, 20, (size, size, 3)), 0, 255)
-            images.append(img.astype(np.uint8))
-            rows.append(
-                {
-                    "key": f"s{c:02d}{i:04d}",
-                    "label": c,
-                    "caption": f"{concepts[c].name} colour {c}",
-                    "title": concepts[c].name if i % 3 else "",
-                    "tags": [concepts[c].lemmas[0], "photo"] if i % 4 else [],
-                    "description": f"a thing of colour {c}" if i % 2 else "",
-                }
-            )
-    order = rng.permutation(len(rows))
-    from tailstudy.data.format import write_dataset
-
-    index = pd.DataFrame(rows).iloc[order].reset_index(drop=True)
-    if extra is not None:
-        index = extra(index, concepts)
-    write_dataset(
-        root,
-        root.name,
-        index,
-        np.stack(images)[order],
-        [(c.wnid, c.name) for c in concepts],
-        {"kind": "test"},
-        shard_size=40,
-    )
-    return root
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 
+from runs import run_config as tiny_run_config
 from tailstudy.config import Distributed, Recipe, RunConfig, recipe_from_dict
 from tailstudy.data.loader import load_split
 from tailstudy.data.variants import build_variant
@@ -34,23 +35,7 @@ GLOO2 = {"processes": 2, "backend": "gloo"}
 
 
 def run_config(objective="clip", **recipe):
-    base = {"epochs": 2, "batch_size": 16, "warmup_steps": 2, "lr": 1e-3}
-    if objective == "sl":
-        base.update(optimizer="sgd", lr=0.05, weight_decay=1e-4, schedule="multistep")
-    base.update(recipe)
-    return RunConfig(
-        run_id=f"tiny_{objective}_ddp_s0",
-        scale="test",
-        objective=objective,
-        arch="RN-tiny",
-        dataset="tiny",
-        variant="tiny",
-        seed=0,
-        eval_dataset="tiny",
-        eval_templates="openai80",
-        recipe_name="test",
-        recipe=Recipe(**base),
-    )
+    return tiny_run_config(objective, name="ddp", **recipe)
 
 
 # ---- recipe keys and launch (no processes)
@@ -207,7 +192,7 @@ def _rank_main(rank, tmp, dataset):
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    from conftest import make_dataset
+    from runs import make_dataset
 
     tmp = tmp_path_factory.mktemp("ranks")
     dataset = make_dataset(tmp / "tiny")
@@ -318,7 +303,7 @@ KILL_RECIPE = {"epochs": 3, "batch_size": 8, "vocab_size": 3, "ckpt_every_steps"
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
     """A CLIP and an SL run, each trained by one process (fit) and by 2 processes (the CLI)."""
-    from conftest import make_dataset
+    from runs import make_dataset
 
     tmp = tmp_path_factory.mktemp("cli")
     ds = make_dataset(tmp / "tiny")

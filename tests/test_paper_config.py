@@ -83,6 +83,14 @@ def test_paper_dry_run_plans_every_job(workdir):
     assert counts["collect_study"] == 10
     assert counts["render_figure"] == 9
     assert counts["build_variant"] == 37
+    # the data rules: 4 local image sets; LAIONet per metadata part; -Cls per caption file; the
+    # three downloaded sets (16 URL slices each by default)
+    assert counts["build_local_dataset"] == 4
+    assert counts["laionet_label"] == counts["laionet_similarity"] == 32
+    assert counts["laionet_lemmas"] == counts["laionet_filter"] == 1
+    assert counts["cls_match"] == counts["cls_urls"] == 2
+    assert counts["download_manifest"] == counts["build_downloaded_dataset"] == 3
+    assert counts["download_shard"] == 3 * 16
 
 
 def test_one_figure_plans_only_its_runs(workdir, config):

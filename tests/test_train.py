@@ -10,31 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from tailstudy.config import Recipe, RunConfig
+from runs import run_config
+from tailstudy.config import RunConfig
 from tailstudy.data.loader import load_split
 from tailstudy.data.variants import build_variant
 from tailstudy.io import UserError
 from tailstudy.train.loop import fit
-
-
-def run_config(objective="clip", **recipe):
-    base = {"epochs": 2, "batch_size": 16, "warmup_steps": 2, "lr": 1e-3}
-    if objective == "sl":
-        base.update(optimizer="sgd", lr=0.05, weight_decay=1e-4, schedule="multistep")
-    base.update(recipe)
-    return RunConfig(
-        run_id=f"tiny_{objective}_test_s0",
-        scale="test",
-        objective=objective,
-        arch="RN-tiny",
-        dataset="tiny",
-        variant="tiny",
-        seed=0,
-        eval_dataset="tiny",
-        eval_templates="openai80",
-        recipe_name="test",
-        recipe=Recipe(**base),
-    )
 
 
 def test_clip_fit_and_frozen_text_tower(tiny_dataset, tmp_path):
@@ -206,7 +187,7 @@ def test_evaluation_on_a_class_subset_aligns_by_wnid(tiny_dataset, tmp_path, obj
 def test_supplemented_variant_loads_images_of_both_datasets(tmp_path):
     import numpy as np
 
-    from conftest import make_dataset
+    from runs import make_dataset
     from tailstudy.data.format import read_classes, write_classes, write_index
 
     def laionet(index, concepts):
