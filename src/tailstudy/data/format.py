@@ -15,7 +15,10 @@ A dataset is a folder::
 Optional columns: ``title`` (str), ``tags`` (list<str>), ``description`` (str) for ImageNet-Captions
 style records; ``concepts`` (list<str> of wnids actually depicted/mentioned); ``wnid`` (str);
 ``row_id`` (int64, the global metadata row of a downloaded image) and ``similarity`` (float,
-LAIONet's caption-to-definition similarity).
+LAIONet's caption-to-definition similarity). Multi-label sets (VOC2007) store ``label`` -1 and
+``labels`` (list<int32>, indices into classes.tsv, ascending: the classes the image shows) and
+``difficult`` (list<int32>: the classes it shows only as objects marked difficult, which VOC's
+protocol leaves out of that class's AP); ``write_index`` keeps both list<int32>.
 
 Images are stored as encoded bytes (PNG for generated sets; JPEG, or whatever bytes the source
 had, for real ones) and may differ in size. ``manifest.json``'s ``image_size`` [h, w] is the
@@ -41,6 +44,8 @@ import pandas as pd
 from tailstudy.io import UserError, atomic_path, read_json, write_json
 
 INDEX_COLUMNS = ("key", "shard", "label", "caption")
+#: optional columns of label indices, stored as list<int32>
+LABEL_LIST_COLUMNS = ("labels", "difficult")
 
 
 def shard_name(dataset: str, i: int) -> str:
@@ -222,8 +227,18 @@ def write_dataset(
 
 
 def write_index(path: str | os.PathLike, index: pd.DataFrame) -> None:
+    """Write an index; the columns of LABEL_LIST_COLUMNS become list<int32> (whether they hold
+    lists or, as ``read_index`` returns them, arrays)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(index, preserve_index=False)
+    for col in LABEL_LIST_COLUMNS:
+        if col in table.column_names:
+            i = table.schema.get_field_index(col)
+            table = table.set_column(i, col, table.column(col).cast(pa.list_(pa.int32())))
     with atomic_path(path, suffix=".parquet") as tmp:
-        index.to_parquet(tmp, index=False)
+        pq.write_table(table, str(tmp))
 
 
 def read_index(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
