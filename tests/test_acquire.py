@@ -575,6 +575,173 @@ def test_transfer_sets_from_torchvision_layouts(tmp_path):
     assert random_val(10).sum() == 2 and random_val(9).sum() == 1
 
 
+def _stored(root):
+    import webdataset as wds
+
+    return {s["__key__"]: s.get("jpg", s.get("png")) for t in sorted((root / "shards").glob("*.tar"))
+            for s in wds.WebDataset(str(t), shardshuffle=False)}  # fmt: skip
+
+
+def _seed0_val(n):
+    np.random.seed(0)
+    return set(np.random.permutation(n)[: int(n * 0.2)])
+
+
+def test_caltech101_keeps_background_and_reads_sslt_splits(tmp_path):
+    from tailstudy.acquire.transfer import build_transfer
+
+    root = tmp_path / "caltech"
+    cats = root / "caltech101/101_ObjectCategories"
+    names = ["accordion", "BACKGROUND_Google", "Faces", "car_side"]  # sorted: B, F, a, c
+    files, lines = {}, {"train": [], "test": []}
+    for c_i, c in enumerate(names):
+        (cats / c).mkdir(parents=True)
+        for i in range(1, 6):
+            rel = f"{c}/image_{i:04d}.jpg"
+            files[rel] = image_bytes(12, 14, 10 * c_i + i)
+            (cats / rel).write_bytes(files[rel])
+            label = sorted(names).index(c)
+            # SSLT's lines carry the label; a bare path and the folder prefix are read too
+            line = {0: f"{rel} {label}", 1: rel}.get(c_i, f"101_ObjectCategories/{rel}")
+            lines["train" if i <= 3 else "test"].append(line)
+    (root / "caltech101-splits").mkdir()
+    spec = {"dataset": "caltech101", "root": str(root)}
+    with pytest.raises(UserError, match="caltech101-splits/train.txt is missing") as e:
+        build_transfer(spec, tmp_path / "x", "x")
+    assert "\n" not in str(e.value)
+    for split in lines:
+        (root / "caltech101-splits" / f"{split}.txt").write_text("\n".join(lines[split]) + "\n")
+
+    m = build_transfer(spec, tmp_path / "c101", "c101")
+    assert m["metric"] == "mean_per_class" and m["n_classes"] == 4
+    assert m["splits"] == {"train": 10, "val": 2, "test": 8}
+    classes = read_classes(tmp_path / "c101")
+    assert classes["wnid"].tolist() == ["BACKGROUND_Google", "Faces", "accordion", "car_side"]
+    idx = read_index(tmp_path / "c101")
+    train = idx[idx["key"].str.startswith("train-")]
+    assert set(np.flatnonzero(train["split"].to_numpy() == "val")) == _seed0_val(12)
+    row = idx[idx["path"] == "caltech101/101_ObjectCategories/BACKGROUND_Google/image_0005.jpg"]
+    assert row["split"].item() == "test" and row["label"].item() == 0
+    assert (
+        _stored(tmp_path / "c101")[row["key"].item()] == files["BACKGROUND_Google/image_0005.jpg"]
+    )
+
+    (root / "caltech101-splits/test.txt").write_text("accordion/image_0001.jpg 3\n")
+    with pytest.raises(UserError, match=r"test.txt:1: 'accordion/image_0001.jpg 3' is not"):
+        build_transfer(spec, tmp_path / "x", "x")
+
+
+def test_sun397_reads_partition_01_and_names_classes(tmp_path):
+    from tailstudy.acquire.transfer import build_transfer, sun397_name
+
+    root = tmp_path / "sun"
+    classes = ["/a/abbey", "/a/airport_terminal", "/b/bakery/shop"]
+    (root / "SUN397").mkdir(parents=True)
+    (root / "SUN397/ClassName.txt").write_text("\n".join(classes) + "\n")
+    files, parts = {}, {"Training_01.txt": [], "Testing_01.txt": []}
+    for c_i, c in enumerate(classes):
+        (root / "SUN397" / c.strip("/")).mkdir(parents=True)
+        for i in range(4):
+            rel = f"{c}/sun_{c_i}{i}.jpg"
+            files[rel] = image_bytes(10, 12, 7 * c_i + i)
+            (root / "SUN397" / rel.lstrip("/")).write_bytes(files[rel])
+            parts["Training_01.txt" if i < 3 else "Testing_01.txt"].append(rel)
+    spec = {"dataset": "sun397", "root": str(root)}
+    with pytest.raises(UserError, match="Partitions/Training_01.txt is missing"):
+        build_transfer(spec, tmp_path / "x", "x")
+    (root / "Partitions").mkdir()
+    for f, lines in parts.items():
+        (root / "Partitions" / f).write_text("\n".join(lines) + "\n")
+
+    m = build_transfer(spec, tmp_path / "s", "s")
+    assert m["metric"] == "top1" and m["splits"] == {"train": 8, "val": 1, "test": 3}
+    got = read_classes(tmp_path / "s")
+    assert got["wnid"].tolist() == classes
+    assert got["name"].tolist() == ["abbey", "airport terminal", "bakery (shop)"]
+    assert sun397_name("/t/theater/indoor_procenium") == "theater (indoor procenium)"
+    idx = read_index(tmp_path / "s")
+    train = idx[idx["key"].str.startswith("train-")]
+    assert set(np.flatnonzero(train["split"].to_numpy() == "val")) == _seed0_val(9)
+    row = idx[idx["path"] == "SUN397/b/bakery/shop/sun_23.jpg"]
+    assert row["split"].item() == "test" and row["label"].item() == 2
+    assert _stored(tmp_path / "s")[row["key"].item()] == files["/b/bakery/shop/sun_23.jpg"]
+
+    (root / "SUN397/b/bakery/shop/sun_23.jpg").unlink()
+    with pytest.raises(UserError, match="1 listed images are missing, e.g. .*sun_23.jpg"):
+        build_transfer(spec, tmp_path / "x", "x")
+
+
+def _voc_xml(objects):
+    body = "".join(
+        f"<object><name>{c}</name><difficult>{int(d)}</difficult></object>" for c, d in objects
+    )
+    return f"<annotation><filename>x.jpg</filename>{body}</annotation>"
+
+
+def test_voc2007_is_multi_label_without_difficult_only_classes(tmp_path):
+    from tailstudy.acquire.transfer import VOC_CLASSES, build_transfer
+    from tailstudy.data.format import write_index
+
+    base = tmp_path / "voc/VOCdevkit/VOC2007"
+    for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (base / d).mkdir(parents=True)
+    images = {
+        "train": {"000005": [("chair", 0), ("dog", 0), ("chair", 1)], "000007": [("car", 0)]},
+        "val": {"000009": [("horse", 0), ("person", 1)], "000012": [("car", 0)]},
+        "test": {"000001": [("tvmonitor", 1)], "000002": [("aeroplane", 0), ("train", 0)]},
+    }
+    files = {}
+    for split, ids in images.items():
+        for image_id, objects in ids.items():
+            (base / "Annotations" / f"{image_id}.xml").write_text(_voc_xml(objects))
+            files[image_id] = image_bytes(16, 20, int(image_id))
+            (base / "JPEGImages" / f"{image_id}.jpg").write_bytes(files[image_id])
+        (base / "ImageSets/Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    spec = {"dataset": "voc2007", "root": str(tmp_path / "voc")}
+    m = build_transfer(spec, tmp_path / "v", "v")
+    assert m["metric"] == "map11" and m["splits"] == {"train": 2, "val": 2, "test": 2}
+    assert read_classes(tmp_path / "v")["wnid"].tolist() == list(VOC_CLASSES)
+    idx = read_index(tmp_path / "v").set_index("path")
+    c = {name: i for i, name in enumerate(VOC_CLASSES)}
+    got = {
+        p.split("/")[-1][:-4]: (list(r["labels"]), list(r["difficult"])) for p, r in idx.iterrows()
+    }
+    assert got == {
+        "000005": ([c["chair"], c["dog"]], []),  # a difficult chair next to a plain one: a chair
+        "000007": ([c["car"]], []),
+        "000009": ([c["horse"]], [c["person"]]),  # only a difficult person: no person
+        "000012": ([c["car"]], []),
+        "000001": ([], [c["tvmonitor"]]),
+        "000002": ([c["aeroplane"], c["train"]], []),
+    }
+    assert (idx["label"] == -1).all()
+    assert idx.loc["VOCdevkit/VOC2007/JPEGImages/000009.jpg", "split"] == "val"
+    stored = _stored(tmp_path / "v")
+    assert stored[idx.loc["VOCdevkit/VOC2007/JPEGImages/000002.jpg", "key"]] == files["000002"]
+
+    # the list columns stay list<int32> through read_index / write_index
+    import pyarrow.parquet as pq
+
+    write_index(tmp_path / "again.parquet", read_index(tmp_path / "v"))
+    for path in (tmp_path / "v/index.parquet", tmp_path / "again.parquet"):
+        schema = pq.read_schema(path)
+        assert str(schema.field("labels").type) == "list<element: int32>"
+        assert str(schema.field("difficult").type) == "list<element: int32>"
+    again = read_index(tmp_path / "again.parquet")
+    assert [list(x) for x in again["labels"]] == [
+        list(x) for x in read_index(tmp_path / "v")["labels"]
+    ]
+
+    (base / "ImageSets/Main/val.txt").unlink()
+    with pytest.raises(UserError, match="ImageSets/Main/val.txt is missing") as e:
+        build_transfer(spec, tmp_path / "x", "x")
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="VOCdevkit/VOC2007/ImageSets/Main/train.txt is missing"):
+        build_transfer(
+            {"dataset": "voc2007", "root": str(tmp_path / "nowhere")}, tmp_path / "x", "x"
+        )
+
+
 def load_images_raw(root, key):
     import webdataset as wds
 

@@ -10,7 +10,8 @@
 
 rule build_local_dataset:
     """An evaluation set from class folders, ImageNet-Captions from its JSON and ImageNet
-    train, or a transfer set from its torchvision layout: images copied into shards."""
+    train, or a transfer set from its local root (torchvision's layout or its split files):
+    images copied into shards."""
     input:
         unpack(local_sources),
         spec="results/specs/datasets/{dataset}.json",

@@ -1,17 +1,51 @@
-"""The DINO transfer sets of METHODS §1.4 from local roots, read with torchvision's classes.
+"""The DINO transfer sets of METHODS §1.4 from local roots.
 
-``root`` is the folder handed to the torchvision class (``download=False``: the data must be
-there, laid out as torchvision expects, e.g. ``<root>/dtd/dtd/images``, ``<root>/food-101``).
+Most are read with torchvision's classes: ``root`` is the folder handed to the torchvision class
+(``download=False``: the data must be there, laid out as torchvision expects, e.g.
+``<root>/dtd/dtd/images``, ``<root>/food-101``). Three are read here from their own files, since
+torchvision's class lacks the split or the labels the probe needs:
+
+``caltech101`` (102 classes: the 101 categories and ``BACKGROUND_Google``)::
+
+    <root>/caltech101/101_ObjectCategories/<class>/image_NNNN.jpg   (torchvision's layout)
+    <root>/caltech101-splits/train.txt, test.txt                    (SSLT's split files)
+
+  A split line is ``<class>/<file> [<label>]`` (e.g. ``accordion/image_0001.jpg 5``; a leading
+  ``101_ObjectCategories/`` is allowed), a path relative to ``101_ObjectCategories``. The class is
+  the path's folder; the classes are the folders of ``101_ObjectCategories`` sorted by code point
+  (``BACKGROUND_Google``, ``Faces``, ``Faces_easy``, ``Leopards``, ``Motorbikes``, ``accordion``,
+  ...), the order of SSLT's labels; a label given on the line must equal the folder's index.
+
+``sun397`` (397 classes, partition 01)::
+
+    <root>/SUN397/ClassName.txt, <root>/SUN397/<letter>/<class>/sun_*.jpg  (the SUN397 archive)
+    <root>/Partitions/Training_01.txt, Testing_01.txt                    (from Partitions.zip)
+
+  ``ClassName.txt`` lines are class paths (``/a/abbey``, ``/b/bakery/shop``), in label order;
+  partition lines are image paths relative to ``SUN397`` (``/a/abbey/sun_aaaaaaaaaa.jpg``), the
+  class being the path's folder. classes.tsv keeps the class path as wnid and a readable name
+  (``airport terminal``, ``bakery (shop)``).
+
+``voc2007`` (multi-label, the 20 classes of VOC_CLASSES in the devkit's order)::
+
+    <root>/VOCdevkit/VOC2007/ImageSets/Main/train.txt, val.txt, test.txt
+    <root>/VOCdevkit/VOC2007/Annotations/<id>.xml, JPEGImages/<id>.jpg
+
+  (torchvision's VOCDetection layout: the trainval and test archives extracted into one
+  ``<root>``). An image's ``labels`` are the classes it has a non-difficult object of;
+  ``difficult`` lists those it shows only as difficult objects (the devkit's 0 entries, which
+  its AP leaves out); ``label`` is -1.
+
 Every image of every split used by the linear probe becomes one row with ``split`` ``train``,
 ``val`` or ``test``: the probe's regularisation search fits ``train`` and scores ``val``; the
 final fit uses ``train`` + ``val`` and scores ``test``. Where the dataset has no official
 validation split, ``val`` is the first 20% (floor) of ``np.random.seed(0)``'s permutation of the
-training indices (§1.4). The metric the probe reports is in the manifest.
+training indices (§1.4). The metric the probe reports (``top1``, ``mean_per_class`` or ``map11``,
+VOC's 11-point mean average precision) is in the manifest.
 
-Images keep their file bytes where the torchvision class takes a ``loader`` (the loader returns
-the path); otherwise (CIFAR, Pets) the decoded images are stored as PNG. Not built yet:
-Birdsnap (images scraped from URLs), Caltech-101 and SUN397 (they need SSLT's / the official
-split files) and VOC2007 (multi-label).
+Images keep their file bytes where the set is read here or the torchvision class takes a
+``loader`` (the loader returns the path); otherwise (CIFAR, Pets) the decoded images are stored
+as PNG. Not built: Birdsnap, whose images are scraped from URLs.
 """
 
 from __future__ import annotations
@@ -41,6 +75,15 @@ TRANSFER_SETS: dict[str, tuple[str, dict, dict, str]] = {
     "food": ("Food101", {}, {"train": "train", "test": "test"}, "top1"),
     "pets": ("OxfordIIITPet", {}, {"train": "trainval", "test": "test"}, "mean_per_class"),
 }  # fmt: skip
+
+#: sets read here from their own files: key -> metric
+OWN_SETS: dict[str, str] = {"caltech101": "mean_per_class", "sun397": "top1", "voc2007": "map11"}
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)  # fmt: skip
 
 VAL_FRACTION = 0.2
 
@@ -84,38 +127,176 @@ def _encode(sample) -> tuple[str, bytes, str]:
     return "png", buf.getvalue(), ""
 
 
+#: one sample of a set read here: (image file, label, extra index columns)
+Sample = tuple[Path, int, dict]
+
+
+def _lines(key: str, path: Path, what: str) -> list[str]:
+    """The non-empty stripped lines of a split or class file; UserError naming it if absent."""
+    if not path.is_file():
+        raise UserError(
+            f"transfer set {key}: {path} is missing; put {what} there (README: Getting the data)"
+        )
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise UserError(f"transfer set {key}: {path} lists nothing")
+    return lines
+
+
+def _caltech101(root: Path) -> tuple[list[tuple[str, str]], dict[str, list[Sample]]]:
+    images = root / "caltech101" / "101_ObjectCategories"
+    if not images.is_dir():
+        raise UserError(
+            f"transfer set caltech101: {images} is missing; extract Caltech-101's "
+            "101_ObjectCategories there"
+        )
+    names = sorted(d.name for d in images.iterdir() if d.is_dir())
+    label_of = {c: i for i, c in enumerate(names)}
+    splits = {}
+    for split in ("train", "test"):
+        path = root / "caltech101-splits" / f"{split}.txt"
+        samples = []
+        for n, line in enumerate(_lines("caltech101", path, "SSLT's caltech101-splits"), 1):
+            parts = line.split()
+            rel = parts[0].removeprefix("101_ObjectCategories/").lstrip("/")
+            cls = rel.split("/")[0] if "/" in rel else None
+            if cls not in label_of or len(parts) > 2 or parts[1:] not in ([], [str(label_of[cls])]):
+                raise UserError(
+                    f"transfer set caltech101: {path}:{n}: {line!r} is not '<class>/<file> "
+                    f"[<label>]' with a class folder of {images} and its index in sorted order"
+                )
+            samples.append((images / rel, label_of[cls], {}))
+        splits[split] = samples
+    return [(c, c) for c in names], splits
+
+
+def sun397_name(class_path: str) -> str:
+    """``/a/airport_terminal`` -> ``airport terminal``; ``/b/bakery/shop`` -> ``bakery (shop)``."""
+    parts = [p.replace("_", " ") for p in class_path.strip("/").split("/")[1:]]
+    return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
+
+
+def _sun397(root: Path) -> tuple[list[tuple[str, str]], dict[str, list[Sample]]]:
+    images = root / "SUN397"
+    class_file = images / "ClassName.txt"
+    classes = ["/" + c.strip("/") for c in _lines("sun397", class_file, "the SUN397 archive")]
+    label_of = {c: i for i, c in enumerate(classes)}
+    splits = {}
+    for split, file in (("train", "Training_01.txt"), ("test", "Testing_01.txt")):
+        path = root / "Partitions" / file
+        samples = []
+        for n, line in enumerate(_lines("sun397", path, "SUN397's Partitions.zip"), 1):
+            rel = "/" + line.strip("/")
+            cls = rel.rsplit("/", 1)[0]
+            if cls not in label_of:
+                raise UserError(
+                    f"transfer set sun397: {path}:{n}: {line!r} is not in a class of {class_file}"
+                )
+            samples.append((images / rel.lstrip("/"), label_of[cls], {}))
+        splits[split] = samples
+    return [(c, sun397_name(c)) for c in classes], splits
+
+
+def _voc2007(root: Path) -> tuple[list[tuple[str, str]], dict[str, list[Sample]]]:
+    import xml.etree.ElementTree as ET
+
+    base = root / "VOCdevkit" / "VOC2007"
+    label_of = {c: i for i, c in enumerate(VOC_CLASSES)}
+    splits = {}
+    for split in ("train", "val", "test"):
+        path = base / "ImageSets" / "Main" / f"{split}.txt"
+        samples = []
+        for line in _lines("voc2007", path, "the VOC2007 trainval and test archives"):
+            image_id = line.split()[0]
+            xml = base / "Annotations" / f"{image_id}.xml"
+            if not xml.is_file():
+                raise UserError(f"transfer set voc2007: {xml} is missing (listed in {path})")
+            try:
+                objects = ET.parse(xml).getroot().findall("object")
+            except ET.ParseError as e:
+                raise UserError(f"transfer set voc2007: {xml} is not valid XML ({e})") from None
+            shown, hard = set(), set()
+            for obj in objects:
+                cls = (obj.findtext("name") or "").strip()
+                if cls not in label_of:
+                    raise UserError(f"transfer set voc2007: {xml}: unknown class {cls!r}")
+                difficult = (obj.findtext("difficult") or "0").strip() == "1"
+                (hard if difficult else shown).add(label_of[cls])
+            extra = {"labels": sorted(shown), "difficult": sorted(hard - shown)}
+            samples.append((base / "JPEGImages" / f"{image_id}.jpg", -1, extra))
+        splits[split] = samples
+    return [(c, c) for c in VOC_CLASSES], splits
+
+
+_READERS = {"caltech101": _caltech101, "sun397": _sun397, "voc2007": _voc2007}
+
+
+def _val_split(ours: str, n: int, has_val: bool) -> np.ndarray:
+    split_of = np.full(n, ours, dtype=object)
+    if ours == "train" and not has_val:
+        split_of[random_val(n)] = "val"
+    return split_of
+
+
+def _write_own(key: str, root: Path, name: str, writer: ShardWriter, rows: list) -> list:
+    classes, splits = _READERS[key](root)
+    for samples in splits.values():
+        absent = [p for p, _, _ in samples if not p.is_file()]
+        if absent:
+            raise UserError(
+                f"transfer set {key}: {len(absent)} listed images are missing, e.g. {absent[0]}"
+            )
+    for ours, samples in splits.items():
+        split_of = _val_split(ours, len(samples), "val" in splits)
+        for i, (path, label, extra) in enumerate(samples):
+            ext, data, _ = _encode(str(path))
+            k = f"{ours}-{i:06d}"
+            writer.write(k, ext, data)
+            rows.append({"key": k, "label": label, "caption": "", "split": split_of[i],
+                         "path": str(path.relative_to(root)), **extra})  # fmt: skip
+        log.info("%s: %s split, %d images", name, ours, len(samples))
+    return classes
+
+
+def _write_torchvision(key: str, root: Path, name: str, writer: ShardWriter, rows: list) -> list:
+    splits = TRANSFER_SETS[key][2]
+    classes = None
+    for ours, theirs in splits.items():
+        ds = _open(key, root, theirs)
+        names = list(ds.classes)
+        if classes is None:
+            classes = names
+        elif names != classes:
+            raise UserError(f"transfer set {key}: split {ours} lists other classes than train")
+        split_of = _val_split(ours, len(ds), "val" in splits)
+        for i in range(len(ds)):
+            sample, label = ds[i]
+            ext, data, path = _encode(sample)
+            k = f"{ours}-{i:06d}"
+            writer.write(k, ext, data)
+            rows.append({"key": k, "label": int(label), "caption": "", "split": split_of[i],
+                         "path": str(Path(path).relative_to(root)) if path else ""})  # fmt: skip
+        log.info("%s: %s split, %d images", name, ours, len(ds))
+    return [(c, c) for c in classes]
+
+
 def build_transfer(spec: dict, out: Path, name: str) -> dict:
     key, root = spec["dataset"], Path(spec["root"])
-    if key not in TRANSFER_SETS:
+    if key not in TRANSFER_SETS and key not in OWN_SETS:
         raise UserError(
-            f"dataset {name}: unknown transfer set {key!r} ({', '.join(TRANSFER_SETS)})"
+            f"dataset {name}: unknown transfer set {key!r} "
+            f"({', '.join(sorted([*TRANSFER_SETS, *OWN_SETS]))})"
         )
-    _, _, splits, metric = TRANSFER_SETS[key]
+    metric = OWN_SETS[key] if key in OWN_SETS else TRANSFER_SETS[key][3]
     from tailstudy.acquire.build import _image_size
 
-    rows, classes = [], None
+    rows: list[dict] = []
     with ShardWriter(out, name) as writer:
-        for ours, theirs in splits.items():
-            ds = _open(key, root, theirs)
-            names = list(ds.classes)
-            if classes is None:
-                classes = names
-            elif names != classes:
-                raise UserError(f"transfer set {key}: split {ours} lists other classes than train")
-            split_of = np.full(len(ds), ours, dtype=object)
-            if ours == "train" and "val" not in splits:
-                split_of[random_val(len(ds))] = "val"
-            for i in range(len(ds)):
-                sample, label = ds[i]
-                ext, data, path = _encode(sample)
-                k = f"{ours}-{i:06d}"
-                writer.write(k, ext, data)
-                rows.append({"key": k, "label": int(label), "caption": "", "split": split_of[i],
-                             "path": str(Path(path).relative_to(root)) if path else ""})  # fmt: skip
-            log.info("%s: %s split, %d images", name, ours, len(ds))
+        write = _write_own if key in OWN_SETS else _write_torchvision
+        classes = write(key, root, name, writer, rows)
     index = pd.DataFrame(rows)
     counts = index["split"].value_counts().to_dict()
     return finish_dataset(
-        out, name, index, writer, [(c, c) for c in classes], {"source": "transfer", **spec},
+        out, name, index, writer, classes, {"source": "transfer", **spec},
         _image_size(spec), {"metric": metric, "splits": {k: int(v) for k, v in counts.items()}},
     )  # fmt: skip
