@@ -122,6 +122,15 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     raise UserError(f"recipe {cfg.recipe_name}: unknown optimizer {r.optimizer!r} (adamw | sgd)")
 
 
+def epoch_steps(rows: int, batch: int, drop_last: bool) -> int:
+    """Steps of one epoch over ``rows`` samples. CLIP drops the last partial batch; SL keeps it,
+    except a single leftover row: BatchNorm cannot normalise a batch of one in training, so that
+    row sits the epoch out (a different row each epoch, as the order is reshuffled)."""
+    if drop_last or rows % batch == 1:
+        return rows // batch
+    return math.ceil(rows / batch)
+
+
 def lr_at(cfg: RunConfig, step: int, total: int, steps_per_epoch: int) -> float:
     r = cfg.recipe
     if r.schedule == "warmup-cosine":
@@ -194,12 +203,12 @@ def fit(
     n, bsz, lbsz = len(data), r.batch_size, r.local_batch_size
     drop_last = cfg.objective == "clip"  # CLIP's sampler drops the last partial batch; SL's not
     if ranks is None:
-        steps_per_epoch = n // bsz if drop_last else math.ceil(n / bsz)
+        steps_per_epoch = epoch_steps(n, bsz, drop_last)
         if steps_per_epoch == 0:
             raise UserError(f"run {cfg.run_id}: batch size {bsz} exceeds the {n} training samples")
     else:
         per_rank = distributed.samples_per_rank(n, world, drop_last)
-        steps_per_epoch = per_rank // lbsz if drop_last else math.ceil(per_rank / lbsz)
+        steps_per_epoch = epoch_steps(per_rank, lbsz, drop_last)
         if steps_per_epoch == 0:
             raise UserError(
                 f"run {cfg.run_id}: the per-process batch {lbsz} exceeds the {per_rank} samples "
