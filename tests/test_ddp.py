@@ -344,6 +344,28 @@ def test_two_process_run_writes_what_a_single_process_run_writes(cli_runs, objec
     assert not (out / "ckpt").exists()
 
 
+def _first_checkpoint(proc, out, what: str):
+    """Wait until the running training ``proc`` has written its first checkpoint; its path."""
+    ckpt = out / "ckpt" / "latest.pt"
+    deadline = time.time() + 180
+    while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.fail(f"training finished before it could be {what}; make the run longer")
+    return ckpt
+
+
+def _resume(cli_runs, cfg_path, ref, out, ckpt, step):
+    """Rerun the interrupted run: it resumes at ``step``; the reference's and its weights."""
+    ds, index = cli_runs["dataset"], cli_runs["index"]
+    res = subprocess.run(_cmd(ds, index, cfg_path, out), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"resumed from {ckpt} at step {step}" in res.stderr
+    a = torch.load(ref / "model.pt", weights_only=True)["model"]
+    b = torch.load(out / "model.pt", weights_only=True)["model"]
+    return a, b
+
+
 @pytest.mark.slow
 def test_two_process_run_killed_and_rerun_ends_identical(cli_runs):
     """kill -9 of a 2-process run mid-training; the rerun resumes from the checkpoint (every
@@ -353,12 +375,7 @@ def test_two_process_run_killed_and_rerun_ends_identical(cli_runs):
     ds, index, out = cli_runs["dataset"], cli_runs["index"], cli_runs["tmp"] / "killed"
     proc = subprocess.Popen(_cmd(ds, index, cfg_path, out), stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
-    ckpt = out / "ckpt" / "latest.pt"
-    deadline = time.time() + 180
-    while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
-        time.sleep(0.02)
-    if proc.poll() is not None:
-        pytest.fail("training finished before it could be killed; make the run longer")
+    ckpt = _first_checkpoint(proc, out, "killed")
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and torchrun; the ranks die with them
     proc.wait()
     time.sleep(1.0)
@@ -367,11 +384,7 @@ def test_two_process_run_killed_and_rerun_ends_identical(cli_runs):
     assert ckpt.exists() and not (out / "model.pt").exists()
     state = torch.load(ckpt, weights_only=False)
     assert 0 < state["step"] < 30 and len(state["ranks"]) == 2
-    res = subprocess.run(_cmd(ds, index, cfg_path, out), capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert f"resumed from {ckpt} at step {state['step']}" in res.stderr
-    a = torch.load(ref / "model.pt", weights_only=True)["model"]
-    b = torch.load(out / "model.pt", weights_only=True)["model"]
+    a, b = _resume(cli_runs, cfg_path, ref, out, ckpt, state["step"])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [x["loss"] for x in _log(ref)] == [x["loss"] for x in _log(out)]
 
@@ -385,12 +398,7 @@ def test_two_process_run_stopped_by_sigterm_checkpoints_and_resumes(cli_runs):
     assert res.returncode == 0, res.stderr[-3000:]
     ds, index, out = cli_runs["dataset"], cli_runs["index"], cli_runs["tmp"] / "sigterm"
     proc = subprocess.Popen(_cmd(ds, index, cfg_path, out), stderr=subprocess.PIPE, text=True)
-    ckpt = out / "ckpt" / "latest.pt"
-    deadline = time.time() + 180
-    while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
-        time.sleep(0.02)
-    if proc.poll() is not None:
-        pytest.fail("training finished before it could be stopped; make the run longer")
+    ckpt = _first_checkpoint(proc, out, "stopped")
     proc.send_signal(signal.SIGTERM)
     err = proc.communicate(timeout=180)[1]
     assert proc.returncode == 143, err[-3000:]
@@ -399,11 +407,7 @@ def test_two_process_run_stopped_by_sigterm_checkpoints_and_resumes(cli_runs):
     state = torch.load(ckpt, weights_only=False)
     assert 0 < state["step"] < 30 and len(state["ranks"]) == 2
     assert not (out / "model.pt").exists()
-    res = subprocess.run(_cmd(ds, index, cfg_path, out), capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert f"resumed from {ckpt} at step {state['step']}" in res.stderr
-    a = torch.load(ref / "model.pt", weights_only=True)["model"]
-    b = torch.load(out / "model.pt", weights_only=True)["model"]
+    a, b = _resume(cli_runs, cfg_path, ref, out, ckpt, state["step"])
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [x["loss"] for x in _log(ref)] == [x["loss"] for x in _log(out)]
 
