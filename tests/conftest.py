@@ -53,8 +53,9 @@ def slurm_cluster():
     if os.environ.get("SLURM_CONF") in _standin_conf:
         del os.environ["SLURM_CONF"]  # the cluster's own /etc/slurm/slurm.conf from here on
     try:
-        res = subprocess.run(["bash", str(SLURM_START)], capture_output=True, text=True,
-                             timeout=180)  # fmt: skip
+        res = subprocess.run(
+            ["bash", str(SLURM_START)], capture_output=True, text=True, timeout=180
+        )
     except subprocess.TimeoutExpired:
         pytest.skip("SLURM tests: the test cluster did not start within 180 s")
     if res.returncode != 0:

@@ -26,9 +26,17 @@ PartitionName=unreachable Nodes=localhost
 def smk(workdir: Path, *args: str, configfile: Path | None = None, check=True, replace=False):
     """Snakemake on the repository's Snakefile in ``workdir``; ``replace`` drops config.yaml
     (--replace-workflow-config) so ``configfile`` is the whole config, as at paper scale."""
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile or REPO / "config.yaml"),
-           *(["--replace-workflow-config"] if replace else []), *args]  # fmt: skip
+    cmd = [
+        *SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile or REPO / "config.yaml"),
+        *(["--replace-workflow-config"] if replace else []),
+        *args,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if check and res.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")

@@ -58,8 +58,10 @@ def test_labeller_is_the_literal_substring_rule():
     lemmas = list(table)
     noise = ["the", "a", "of", ",", ".", "!", "(", ")", "-", "'s", "photo", "  ", "x"]
     for _ in range(3000):
-        parts = [rng.choice(lemmas) if rng.random() < 0.3 else rng.choice(noise)
-                 for _ in range(rng.randint(0, 12))]  # fmt: skip
+        parts = [
+            rng.choice(lemmas) if rng.random() < 0.3 else rng.choice(noise)
+            for _ in range(rng.randint(0, 12))
+        ]
         text = rng.choice([" ", "", "-", ", "]).join(parts)
         assert lab(text) == laionet.label_reference(text, table), text
 
@@ -103,13 +105,35 @@ def test_malformed_metadata_fails_with_one_line_naming_the_file(tmp_path, capsys
     assert run_cli(capsys, "data", "lemmas", "--out", lemmas)[0] == 0
     bad = tmp_path / "part.parquet"
     pd.DataFrame({"URL": ["u"], "caption": ["tench"]}).to_parquet(bad)
-    rc, err = run_cli(capsys, "data", "laionet-label", "--metadata", bad, "--part", 0,
-                      "--lemmas", lemmas, "--out", tmp_path / "o.parquet")  # fmt: skip
+    rc, err = run_cli(
+        capsys,
+        "data",
+        "laionet-label",
+        "--metadata",
+        bad,
+        "--part",
+        0,
+        "--lemmas",
+        lemmas,
+        "--out",
+        tmp_path / "o.parquet",
+    )
     assert rc == 2 and str(bad) in err and "'TEXT'" in err and len(err.strip().splitlines()) == 1
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 this is not parquet")
-    rc, err = run_cli(capsys, "data", "laionet-label", "--metadata", broken, "--part", 0,
-                      "--lemmas", lemmas, "--out", tmp_path / "o.parquet")  # fmt: skip
+    rc, err = run_cli(
+        capsys,
+        "data",
+        "laionet-label",
+        "--metadata",
+        broken,
+        "--part",
+        0,
+        "--lemmas",
+        lemmas,
+        "--out",
+        tmp_path / "o.parquet",
+    )
     assert rc == 2 and f"cannot read Parquet file {broken}" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.parquet").exists()
 
@@ -142,8 +166,9 @@ def test_similarity_compares_caption_with_name_and_definition(tmp_path, tiny_tex
     sims = {}
     for how in ("checkpoint", "pretrained"):
         enc = {"open_clip": "RN-tiny", how: str(tiny_text_encoder)}
-        laionet.similarity_part(tmp_path / "label.parquet", enc, tmp_path / f"{how}.parquet",
-                                batch_size=2)  # fmt: skip
+        laionet.similarity_part(
+            tmp_path / "label.parquet", enc, tmp_path / f"{how}.parquet", batch_size=2
+        )
         sims[how] = pd.read_parquet(tmp_path / f"{how}.parquet")["similarity"].to_numpy()
     np.testing.assert_allclose(sims["checkpoint"], sims["pretrained"], atol=1e-6)
     model, tok = laionet.load_text_encoder(
@@ -215,28 +240,76 @@ def test_cls_matcher_is_pandas_case_insensitive_regex():
 
 def test_cls_match_reads_headerless_tsv_and_a_caption_counts_for_each_class(tmp_path, capsys):
     tsv = tmp_path / "cc12m.tsv"
-    lines = ["http://h/0.jpg\ta goldfish and a tench", "http://h/1.jpg\tjust a tench",
-             "http://h/2.jpg\tno class here", "http://h/3.jpg\tGOLDFISH"]  # fmt: skip
+    lines = [
+        "http://h/0.jpg\ta goldfish and a tench",
+        "http://h/1.jpg\tjust a tench",
+        "http://h/2.jpg\tno class here",
+        "http://h/3.jpg\tGOLDFISH",
+    ]
     tsv.write_text("\n".join(lines) + "\n")
     out = tmp_path / "m.parquet"
-    rc, err = run_cli(capsys, "data", "cls-match", "--metadata", tsv, "--part", 1,
-                      "--url-column", "0", "--caption-column", "1", "--no-header", "--out", out)  # fmt: skip
+    rc, err = run_cli(
+        capsys,
+        "data",
+        "cls-match",
+        "--metadata",
+        tsv,
+        "--part",
+        1,
+        "--url-column",
+        "0",
+        "--caption-column",
+        "1",
+        "--no-header",
+        "--out",
+        out,
+    )
     assert rc == 0, err
     m = pd.read_parquet(out)
     assert list(zip(m["label"], m["row_id"], strict=True)) == [
-        (0, 100_000_000), (0, 100_000_001), (1, 100_000_000), (1, 100_000_003)
-    ]  # fmt: skip
+        (0, 100_000_000),
+        (0, 100_000_001),
+        (1, 100_000_000),
+        (1, 100_000_003),
+    ]
     urls, counts = cls.collect_urls([out])
     assert urls["row_id"].tolist() == [100_000_000, 100_000_001, 100_000_003]
     assert [list(x) for x in urls["labels"]] == [[0, 1], [0], [1]]
     assert counts == {"rows": 4, "classes": 2, "images": 3}
-    rc, err = run_cli(capsys, "data", "cls-match", "--metadata", tsv, "--part", 0,
-                      "--url-column", "0", "--caption-column", "2", "--no-header", "--out", out)  # fmt: skip
+    rc, err = run_cli(
+        capsys,
+        "data",
+        "cls-match",
+        "--metadata",
+        tsv,
+        "--part",
+        0,
+        "--url-column",
+        "0",
+        "--caption-column",
+        "2",
+        "--no-header",
+        "--out",
+        out,
+    )
     assert rc == 2 and str(tsv) in err and len(err.strip().splitlines()) == 1
     with_header = tmp_path / "yfcc.tsv"
     with_header.write_text("id\turl\tcaption\n1\thttp://h/0.jpg\ttench\n")
-    rc, err = run_cli(capsys, "data", "cls-match", "--metadata", with_header, "--part", 0,
-                      "--url-column", "URL", "--caption-column", "caption", "--out", out)  # fmt: skip
+    rc, err = run_cli(
+        capsys,
+        "data",
+        "cls-match",
+        "--metadata",
+        with_header,
+        "--part",
+        0,
+        "--url-column",
+        "URL",
+        "--caption-column",
+        "caption",
+        "--out",
+        out,
+    )
     assert rc == 2 and "no column 'URL'" in err and "columns: id, url, caption" in err
 
 
@@ -246,8 +319,13 @@ def test_cls_match_reads_headerless_tsv_and_a_caption_counts_for_each_class(tmp_
 def test_image_folder_imagenet100_by_wnid_and_by_index(tmp_path):
     in100 = concept_subset("imagenet100")
     files = write_class_tree(tmp_path / "val", [c.wnid for c in in100] + ["n99999999"])
-    spec = {"source": "image-folder", "root": str(tmp_path / "val"), "layout": "wnid",
-            "classes": "imagenet100", "image_size": 32}  # fmt: skip
+    spec = {
+        "source": "image-folder",
+        "root": str(tmp_path / "val"),
+        "layout": "wnid",
+        "classes": "imagenet100",
+        "image_size": 32,
+    }
     m = build.build_image_folder(spec, tmp_path / "out", "in100")
     idx, classes = read_index(tmp_path / "out"), read_classes(tmp_path / "out")
     assert m["n_samples"] == 200 and len(classes) == 100  # the extra folder is ignored
@@ -260,15 +338,21 @@ def test_image_folder_imagenet100_by_wnid_and_by_index(tmp_path):
 
     from tailstudy.data.format import load_images
 
-    stored = {s["__key__"]: s.get("jpg", s.get("png")) for s in
-              wds.WebDataset(str(tmp_path / "out/shards/in100-000000.tar"), shardshuffle=False)}  # fmt: skip
+    stored = {
+        s["__key__"]: s.get("jpg", s.get("png"))
+        for s in wds.WebDataset(str(tmp_path / "out/shards/in100-000000.tar"), shardshuffle=False)
+    }
     row = idx.iloc[0]
     assert stored[row["key"]] == files[row["path"]]
     assert load_images(tmp_path / "out", [row["key"]]).shape == (1, 32, 32, 3)
 
     write_class_tree(tmp_path / "v2", [str(i) for i in IMAGENET100_INDICES], per_folder=1)
-    spec = {"source": "image-folder", "root": str(tmp_path / "v2"), "layout": "index",
-            "classes": "imagenet100"}  # fmt: skip
+    spec = {
+        "source": "image-folder",
+        "root": str(tmp_path / "v2"),
+        "layout": "index",
+        "classes": "imagenet100",
+    }
     build.build_image_folder(spec, tmp_path / "out2", "v2")
     idx = read_index(tmp_path / "out2")
     assert idx["label"].tolist() == list(range(100))
@@ -279,8 +363,18 @@ def test_image_folder_imagenet100_by_wnid_and_by_index(tmp_path):
 def test_image_folder_missing_classes_are_named(tmp_path, capsys):
     write_class_tree(tmp_path / "val", [c.wnid for c in CONCEPTS[:998]], per_folder=1)
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"name": "val", "dataset": {
-        "source": "image-folder", "root": str(tmp_path / "val"), "layout": "wnid"}}))  # fmt: skip
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "val",
+                "dataset": {
+                    "source": "image-folder",
+                    "root": str(tmp_path / "val"),
+                    "layout": "wnid",
+                },
+            }
+        )
+    )
     rc, err = run_cli(capsys, "dataset", "--spec", spec, "--out", tmp_path / "out")
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "lacks the folders of 2 of 1000 imagenet1k classes" in err
@@ -296,8 +390,15 @@ def _incaps_tree(tmp_path):
         for i in range(3 + k):
             fname = f"{w}_{i}.JPEG"
             (train / w / fname).write_bytes(image_bytes(30 + i, 40, 10 * k + i))
-            records.append({"filename": fname, "wnid": w, "title": f"title {i}" if i else "",
-                            "tags": ["t1", "t2"][: i % 3], "description": "line\tone\nend"})  # fmt: skip
+            records.append(
+                {
+                    "filename": fname,
+                    "wnid": w,
+                    "title": f"title {i}" if i else "",
+                    "tags": ["t1", "t2"][: i % 3],
+                    "description": "line\tone\nend",
+                }
+            )
     records.append(
         {
             "filename": "n00000001_1.JPEG",
@@ -306,11 +407,15 @@ def _incaps_tree(tmp_path):
             "tags": [],
             "description": "",
         }
-    )  # fmt: skip  (not an ImageNet-1k class: dropped)
+    )  # not an ImageNet-1k class: dropped
     records.append(dict(records[0]))  # a duplicated record keeps both rows
     write_captions_json(tmp_path / "imagenet_captions.json", records)
-    return {"source": "imagenet-captions", "captions_json": str(tmp_path / "imagenet_captions.json"),
-            "imagenet_train": str(train), "image_size": 32}  # fmt: skip
+    return {
+        "source": "imagenet-captions",
+        "captions_json": str(tmp_path / "imagenet_captions.json"),
+        "imagenet_train": str(train),
+        "image_size": 32,
+    }
 
 
 def test_imagenet_captions_feeds_the_caption_variants(tmp_path):
@@ -326,8 +431,12 @@ def test_imagenet_captions_feeds_the_caption_variants(tmp_path):
     row = idx.iloc[2]
     assert row["title"] == "title 2" and list(row["tags"]) == ["t1", "t2"]
     assert row["caption"] == "title 2 t1 t2 line one end"
-    v = build_variant(tmp_path / "incaps", {"dataset": "incaps", "captions": {"fields": ["title", "tags"]}},
-                      tmp_path / "v", "v")  # fmt: skip
+    v = build_variant(
+        tmp_path / "incaps",
+        {"dataset": "incaps", "captions": {"fields": ["title", "tags"]}},
+        tmp_path / "v",
+        "v",
+    )
     vi = read_index(tmp_path / "v")
     assert v["n_rows"] == 13 and vi["caption"].iloc[2] == "tench title 2 t1 t2"
     assert tuple(
@@ -411,14 +520,25 @@ def _fake_download(work, rows, seed=0, undecodable=()):
                 if rid in undecodable:
                     data = data[:-2]  # cut before the end marker: OpenCV reads it, PIL does not
                 sink.write({"__key__": key, "jpg": data, "txt": "c"})
-            meta.append({"key": key, "row_id": rid, "status": "success" if ok else "failed_to_download",
-                         "error_message": None if ok else "HTTP Error 404: File not found"})  # fmt: skip
+            meta.append(
+                {
+                    "key": key,
+                    "row_id": rid,
+                    "status": "success" if ok else "failed_to_download",
+                    "error_message": None if ok else "HTTP Error 404: File not found",
+                }
+            )
             reason = "success" if ok else "HTTP Error 404: File not found"
             status[reason] = status.get(reason, 0) + 1
     pd.DataFrame(meta).to_parquet(folder / "00000.parquet")
     n_ok = status.get("success", 0)
-    stats = {"count": len(rows), "successes": n_ok, "failed_to_download": len(rows) - n_ok,
-             "failed_to_resize": 0, "status_dict": status}  # fmt: skip
+    stats = {
+        "count": len(rows),
+        "successes": n_ok,
+        "failed_to_download": len(rows) - n_ok,
+        "failed_to_resize": 0,
+        "status_dict": status,
+    }
     (folder / "00000_stats.json").write_text(json.dumps(stats))
     parts = download.read_img2dataset_stats(folder, 1)
     summary = download.summarise(work.name, len(rows), parts)
@@ -429,14 +549,21 @@ def _fake_download(work, rows, seed=0, undecodable=()):
 def test_laionet_and_cls_are_built_from_downloads(tmp_path):
     d = tmp_path / "downloads"
     ids = np.array([100_000_002, 5, 7, 300_000_000], dtype=np.int64)
-    urls = pd.DataFrame({"row_id": ids, "url": list("abcd"), "caption": ["w", "x", None, "z"],
-                         "wnid": ["n01440764", "n01443537", "n01440764", "n01484850"],
-                         "similarity": np.float32([0.8, 0.75, 0.9, 0.71])}).sort_values("row_id")  # fmt: skip
+    urls = pd.DataFrame(
+        {
+            "row_id": ids,
+            "url": list("abcd"),
+            "caption": ["w", "x", None, "z"],
+            "wnid": ["n01440764", "n01443537", "n01440764", "n01484850"],
+            "similarity": np.float32([0.8, 0.75, 0.9, 0.71]),
+        }
+    ).sort_values("row_id")
     d.mkdir()
     urls.to_parquet(d / "urls.parquet")
     s0 = _fake_download(d / "00000", [(5, True), (7, False)])
-    s1 = _fake_download(d / "00001", [(100_000_002, True), (300_000_000, True)],
-                        undecodable={300_000_000})  # fmt: skip
+    s1 = _fake_download(
+        d / "00001", [(100_000_002, True), (300_000_000, True)], undecodable={300_000_000}
+    )
     m = download.write_manifest("laionet", [s0, s1], d / "manifest.json")
     assert m["successes"] == 3 and m["by_reason"] == {"HTTP Error 404: File not found": 1}
     spec = {"source": "laionet", "image_size": 32}
@@ -451,8 +578,14 @@ def test_laionet_and_cls_are_built_from_downloads(tmp_path):
     assert tuple(load_split(tmp_path / "laionet", progress=False).images.shape) == (2, 32, 32, 3)
 
     # -Cls: an image that matched two classes is a row of each
-    urls = pd.DataFrame({"row_id": np.array([5, 7], dtype=np.int64), "url": ["a", "b"],
-                         "caption": ["tench goldfish", "tench"], "labels": [[0, 1], [0]]})  # fmt: skip
+    urls = pd.DataFrame(
+        {
+            "row_id": np.array([5, 7], dtype=np.int64),
+            "url": ["a", "b"],
+            "caption": ["tench goldfish", "tench"],
+            "labels": [[0, 1], [0]],
+        }
+    )
     urls.to_parquet(d / "urls.parquet")
     import shutil
 
@@ -468,9 +601,20 @@ def test_laionet_and_cls_are_built_from_downloads(tmp_path):
 
 
 def test_success_rate_below_the_minimum_is_one_clear_error():
-    stats = download.summarise("00003", 40, [{"file": "00000", "count": 40, "successes": 2,
-        "failed_to_download": 38, "failed_to_resize": 0,
-        "status_dict": {"success": 2, "<urlopen error [Errno 111] Connection refused>": 38}}])  # fmt: skip
+    stats = download.summarise(
+        "00003",
+        40,
+        [
+            {
+                "file": "00000",
+                "count": 40,
+                "successes": 2,
+                "failed_to_download": 38,
+                "failed_to_resize": 0,
+                "status_dict": {"success": 2, "<urlopen error [Errno 111] Connection refused>": 38},
+            }
+        ],
+    )
     with pytest.raises(UserError) as e:
         download.check_success_rate(
             stats, download.DownloadSettings(min_success_rate=0.5), "dl/x/00003"
@@ -506,8 +650,11 @@ def test_transfer_sets_from_torchvision_layouts(tmp_path):
     from tailstudy.acquire.transfer import build_transfer, random_val
 
     files = _fake_dtd(tmp_path / "dtd-root")
-    m = build_transfer({"dataset": "dtd", "root": str(tmp_path / "dtd-root"), "image_size": 32},
-                       tmp_path / "dtd", "dtd")  # fmt: skip
+    m = build_transfer(
+        {"dataset": "dtd", "root": str(tmp_path / "dtd-root"), "image_size": 32},
+        tmp_path / "dtd",
+        "dtd",
+    )
     idx = read_index(tmp_path / "dtd")
     assert m["splits"] == {"train": 8, "val": 4, "test": 6} and m["metric"] == "top1"
     assert read_classes(tmp_path / "dtd")["name"].tolist() == ["banded", "zigzagged"]
@@ -515,8 +662,11 @@ def test_transfer_sets_from_torchvision_layouts(tmp_path):
     assert row["split"] == "val" and row["label"] == 1
     import webdataset as wds
 
-    stored = {s["__key__"]: s["jpg"] for t in sorted((tmp_path / "dtd/shards").glob("*.tar"))
-              for s in wds.WebDataset(str(t), shardshuffle=False)}  # fmt: skip
+    stored = {
+        s["__key__"]: s["jpg"]
+        for t in sorted((tmp_path / "dtd/shards").glob("*.tar"))
+        for s in wds.WebDataset(str(t), shardshuffle=False)
+    }
     assert stored[row["key"]] == files["zigzagged/zigzagged_val1.jpg"]
 
     # Food-101 has no validation split: the first 20% of seed 0's permutation of train
@@ -578,8 +728,11 @@ def test_transfer_sets_from_torchvision_layouts(tmp_path):
 def _stored(root):
     import webdataset as wds
 
-    return {s["__key__"]: s.get("jpg", s.get("png")) for t in sorted((root / "shards").glob("*.tar"))
-            for s in wds.WebDataset(str(t), shardshuffle=False)}  # fmt: skip
+    return {
+        s["__key__"]: s.get("jpg", s.get("png"))
+        for t in sorted((root / "shards").glob("*.tar"))
+        for s in wds.WebDataset(str(t), shardshuffle=False)
+    }
 
 
 def _seed0_val(n):

@@ -23,17 +23,28 @@ def real_data_config(tmp_path, laion_parts=2, cls_files=1, url_shards=3, extra=N
     config["download"] = {"url_shards": url_shards, "processes": 2}
     config["datasets"].update(
         {
-            "incaps-real": {"source": "imagenet-captions", "captions_json": str(src / "imagenet_captions.json"),
-                            "imagenet_train": str(src / "imagenet/train")},
+            "incaps-real": {
+                "source": "imagenet-captions",
+                "captions_json": str(src / "imagenet_captions.json"),
+                "imagenet_train": str(src / "imagenet/train"),
+            },
             "imagenet-val": {"source": "image-folder", "root": str(src / "imagenet/val")},
             "dtd": {"source": "transfer", "dataset": "dtd", "root": str(src / "imagenet/val")},
-            "laionet": {"source": "laionet", "metadata": [str(f) for f in laion],
-                        "text_encoder": {"open_clip": "ViT-B-32", "pretrained": "openai"},
-                        "download": {"url_shards": 2}},
-            "cc12m-cls": {"source": "cls", "metadata": [str(f) for f in cc], "header": False,
-                          "url_column": "0", "caption_column": "1"},
+            "laionet": {
+                "source": "laionet",
+                "metadata": [str(f) for f in laion],
+                "text_encoder": {"open_clip": "ViT-B-32", "pretrained": "openai"},
+                "download": {"url_shards": 2},
+            },
+            "cc12m-cls": {
+                "source": "cls",
+                "metadata": [str(f) for f in cc],
+                "header": False,
+                "url_column": "0",
+                "caption_column": "1",
+            },
         }
-    )  # fmt: skip
+    )
     for name, change in (extra or {}).items():
         config["datasets"][name].update(change)
     path = tmp_path / "real.yaml"
@@ -66,15 +77,21 @@ def test_real_datasets_dry_run_shows_every_acquisition_step(tmp_path):
     assert "results/sources/laionet/similarity/00001.parquet" in full
     assert "--part 00001" in full or "wildcards: dataset=laionet, part=00001" in full
     # the embedded datasets are untouched: same job for them as before
-    emb = smk(tmp_path, "-n", "results/data/incaps/manifest.json", "--quiet", "rules",
-              configfile=path).stdout  # fmt: skip
+    emb = smk(
+        tmp_path, "-n", "results/data/incaps/manifest.json", "--quiet", "rules", configfile=path
+    ).stdout
     assert job_counts(emb) == {"write_spec": 1, "build_dataset": 1}
 
 
 def test_download_settings_reach_the_job_spec(tmp_path):
     path, _ = real_data_config(tmp_path)
-    smk(tmp_path, "-c1", "results/specs/downloads/laionet.json", "results/specs/datasets/laionet.json",
-        configfile=path)  # fmt: skip
+    smk(
+        tmp_path,
+        "-c1",
+        "results/specs/downloads/laionet.json",
+        "results/specs/datasets/laionet.json",
+        configfile=path,
+    )
     import json
 
     spec = json.loads((tmp_path / "results/specs/downloads/laionet.json").read_text())
@@ -88,13 +105,18 @@ def test_download_settings_reach_the_job_spec(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ({"laionet": {"text_encoder": {"open_clip": "ViT-B-32"}}},
-         "config error at datasets.laionet.text_encoder"),
+        (
+            {"laionet": {"text_encoder": {"open_clip": "ViT-B-32"}}},
+            "config error at datasets.laionet.text_encoder",
+        ),
         ({"imagenet-val": {"layout": "folders"}}, "config error at datasets.imagenet-val.layout"),
-        ({"imagenet-val": {"source": "imagefolder"}}, "config error at datasets.imagenet-val.source"),
+        (
+            {"imagenet-val": {"source": "imagefolder"}},
+            "config error at datasets.imagenet-val.source",
+        ),
         ({"dtd": {"dataset": "birdsnap"}}, "config error at datasets.dtd.dataset"),
     ],
-)  # fmt: skip
+)
 def test_malformed_real_dataset_configs_fail_before_any_job(tmp_path, extra, message):
     path, _ = real_data_config(tmp_path, extra=extra)
     res = smk(tmp_path, "-c1", "results/run_table.tsv", configfile=path, check=False)

@@ -50,12 +50,15 @@ def test_distributed_recipe_keys_round_trip_and_one_line_errors():
     again = RunConfig.from_dict(json.loads(cfg.to_json()))
     assert again == cfg and again.recipe.distributed == Distributed(2, "gloo")
     bad = {
-        "does not split evenly": {"batch_size": 10, "distributed": {"processes": 4, "backend": "gloo"}},
+        "does not split evenly": {
+            "batch_size": 10,
+            "distributed": {"processes": 4, "backend": "gloo"},
+        },
         "set gpus: 2": {"distributed": {"processes": 2}},
         "backend 'mpi' is unknown": {"distributed": {"processes": 2, "backend": "mpi"}},
         "unknown key": {"distributed": {"processes": 2, "nodes": 2}},
         "at least 1": {"distributed": {"processes": 0, "backend": "gloo"}},
-    }  # fmt: skip
+    }
     for message, d in bad.items():
         with pytest.raises(UserError, match=message) as e:
             recipe_from_dict(d, "x")
@@ -69,8 +72,12 @@ def test_schema_accepts_distributed_recipes():
     recipe = schema["properties"]["recipes"]["additionalProperties"]
     ok = {"gpus": 4, "distributed": {"processes": 4, "backend": "nccl"}}
     jsonschema.Draft202012Validator(recipe).validate(ok)
-    for wrong in ({"distributed": {"backend": "gloo"}}, {"distributed": {"processes": 2, "x": 1}},
-                  {"gpus": -1}, {"distributed": {"processes": 2, "backend": "tcp"}}):  # fmt: skip
+    for wrong in (
+        {"distributed": {"backend": "gloo"}},
+        {"distributed": {"processes": 2, "x": 1}},
+        {"gpus": -1},
+        {"distributed": {"processes": 2, "backend": "tcp"}},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.Draft202012Validator(recipe).validate(wrong)
 
@@ -78,8 +85,17 @@ def test_schema_accepts_distributed_recipes():
 def test_launch_command_is_torchrun_standalone():
     cmd = launch_command(Distributed(4), ["--config", "c.json"])
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
-    assert cmd[3:] == ["--standalone", "--nproc_per_node", "4", "-m", "tailstudy", "train",
-                       "--config", "c.json", "--worker"]  # fmt: skip
+    assert cmd[3:] == [
+        "--standalone",
+        "--nproc_per_node",
+        "4",
+        "-m",
+        "tailstudy",
+        "train",
+        "--config",
+        "c.json",
+        "--worker",
+    ]
 
 
 def test_ranks_never_guess_from_environment(monkeypatch, tmp_path):
@@ -104,8 +120,20 @@ def test_ranks_never_guess_from_environment(monkeypatch, tmp_path):
         distributed.init_from_launcher(Distributed(2, "gloo"), "cpu")
     cfg = tmp_path / "c.json"
     cfg.write_text(run_config("clip").to_json())
-    args = ["train", "--config", str(cfg), "--dataset", "d", "--index", "i", "--out", "o",
-            "--ckpt-dir", "k", "--worker"]  # fmt: skip
+    args = [
+        "train",
+        "--config",
+        str(cfg),
+        "--dataset",
+        "d",
+        "--index",
+        "i",
+        "--out",
+        "o",
+        "--ckpt-dir",
+        "k",
+        "--worker",
+    ]
     assert main(args) == 2  # a single-process run config is never run as a rank
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="nccl needs one CUDA device per process"):
@@ -238,8 +266,9 @@ def test_ddp_clip_step_gradient_matches_global_batch(two_ranks):
         for name, g in grads.items():
             want = g if name == "logit_scale" else g / 2
             assert torch.allclose(ddp[name], want, rtol=1e-3, atol=1e-7), name
-    assert torch.equal(ranks[0]["model"][1]["visual.conv1.weight"],
-                       ranks[1]["model"][1]["visual.conv1.weight"])  # fmt: skip
+    assert torch.equal(
+        ranks[0]["model"][1]["visual.conv1.weight"], ranks[1]["model"][1]["visual.conv1.weight"]
+    )
 
 
 @pytest.mark.slow
@@ -266,9 +295,26 @@ def test_sl_vocabulary_is_drawn_per_rank_over_its_local_batch(two_ranks):
 
 
 def _cmd(ds, index, cfg_path, out):
-    return [sys.executable, "-m", "tailstudy", "train", "--config", str(cfg_path), "--dataset",
-            str(ds), "--index", str(index), "--out", str(out), "--ckpt-dir", str(out / "ckpt"),
-            "--threads", "2", "--device", "cpu"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "tailstudy",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--dataset",
+        str(ds),
+        "--index",
+        str(index),
+        "--out",
+        str(out),
+        "--ckpt-dir",
+        str(out / "ckpt"),
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+    ]
 
 
 def _write(tmp_path, cfg, name):
@@ -373,8 +419,9 @@ def test_two_process_run_killed_and_rerun_ends_identical(cli_runs):
     _, cfg_path, _, ref, res = cli_runs["sl"]
     assert res.returncode == 0, res.stderr[-3000:]
     ds, index, out = cli_runs["dataset"], cli_runs["index"], cli_runs["tmp"] / "killed"
-    proc = subprocess.Popen(_cmd(ds, index, cfg_path, out), stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        _cmd(ds, index, cfg_path, out), stderr=subprocess.DEVNULL, start_new_session=True
+    )
     ckpt = _first_checkpoint(proc, out, "killed")
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and torchrun; the ranks die with them
     proc.wait()
@@ -416,8 +463,18 @@ def test_two_process_run_stopped_by_sigterm_checkpoints_and_resumes(cli_runs):
 
 
 def _smk(workdir, configfile, *args):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--configfile", str(configfile), *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
 
 
@@ -426,8 +483,14 @@ def test_workflow_gives_a_distributed_run_its_processes_and_rejects_uneven_batch
     config["recipes"]["sl-k5"]["distributed"] = {"processes": 4, "backend": "gloo"}
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(config))
-    res = _smk(tmp_path, path, "-n", "-c4", "results/runs/incaps-full_sl_sl-k5_s0/model.pt",
-               "results/runs/incaps-full_sl_sl_s0/model.pt")  # fmt: skip
+    res = _smk(
+        tmp_path,
+        path,
+        "-n",
+        "-c4",
+        "results/runs/incaps-full_sl_sl-k5_s0/model.pt",
+        "results/runs/incaps-full_sl_sl_s0/model.pt",
+    )
     assert res.returncode == 0, res.stderr
     jobs = {
         b.split("wildcards: run=")[1].split()[0]: b

@@ -26,8 +26,15 @@ from tailstudy.data.format import read_index, read_manifest
 
 pytestmark = pytest.mark.slow
 
-TEST_DOWNLOAD = {"url_shards": 1, "processes": 1, "threads": 8, "retries": 0, "timeout": 2,
-                 "samples_per_shard": 20, "min_success_rate": 0.5}  # fmt: skip
+TEST_DOWNLOAD = {
+    "url_shards": 1,
+    "processes": 1,
+    "threads": 8,
+    "retries": 0,
+    "timeout": 2,
+    "samples_per_shard": 20,
+    "min_success_rate": 0.5,
+}
 
 
 def _serve_images(www: Path, n: int) -> dict[str, bytes]:
@@ -85,27 +92,47 @@ def test_downloads_end_to_end_through_the_workflow(tmp_path):
         (tmp_path / "cc.tsv").write_text("\n".join(lines) + "\n")
         # LAION-like metadata: multi-label and unlabelled rows never reach the download
         texts = ["tench", "Tinca tinca", "goldfish", "goldfish and tench", "nothing", "goldfish"]
-        laion = pd.DataFrame({"URL": good[20:26] + [next(iter(bad))], "TEXT": texts + ["tench"],
-                              "NSFW": ["UNLIKELY"] * 6 + ["UNLIKELY"], "similarity": 0.3})  # fmt: skip
+        laion = pd.DataFrame(
+            {
+                "URL": good[20:26] + [next(iter(bad))],
+                "TEXT": texts + ["tench"],
+                "NSFW": ["UNLIKELY"] * 6 + ["UNLIKELY"],
+                "similarity": 0.3,
+            }
+        )
         laion.to_parquet(tmp_path / "part-00000.parquet")
 
         config = yaml.safe_load((REPO / "config.yaml").read_text())
         config["download"] = TEST_DOWNLOAD
         config["datasets"]["webcls"] = {
-            "source": "cls", "metadata": [str(tmp_path / "cc.tsv")], "header": False,
-            "url_column": "0", "caption_column": "1", "image_size": 32,
-        }  # fmt: skip
+            "source": "cls",
+            "metadata": [str(tmp_path / "cc.tsv")],
+            "header": False,
+            "url_column": "0",
+            "caption_column": "1",
+            "image_size": 32,
+        }
         config["datasets"]["lnet"] = {
-            "source": "laionet", "metadata": [str(tmp_path / "part-00000.parquet")],
-            "threshold": -1.0, "image_size": 32,
+            "source": "laionet",
+            "metadata": [str(tmp_path / "part-00000.parquet")],
+            "threshold": -1.0,
+            "image_size": 32,
             "text_encoder": {"open_clip": "RN-tiny", "checkpoint": str(tmp_path / "clip.pt")},
-        }  # fmt: skip
-        config["variants"]["webcls-half"] = {"dataset": "webcls", "labelled": True,
-                                             "sample": {"fraction": 0.5}}  # fmt: skip
+        }
+        config["variants"]["webcls-half"] = {
+            "dataset": "webcls",
+            "labelled": True,
+            "sample": {"fraction": 0.5},
+        }
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(config))
-        smk(tmp_path, "-c2", "results/variants/webcls-half/index.parquet",
-            "results/data/lnet/manifest.json", configfile=path)  # fmt: skip
+        smk(
+            tmp_path,
+            "-c2",
+            "results/variants/webcls-half/index.parquet",
+            "results/data/lnet/manifest.json",
+            configfile=path,
+        )
 
     m = json.loads((tmp_path / "results/downloads/webcls/manifest.json").read_text())
     assert m["n_urls"] == 20 + len(bad) and m["successes"] == 20 and m["failures"] == len(bad)
@@ -164,19 +191,39 @@ def test_a_killed_download_resumes_and_ends_with_the_same_images(tmp_path):
     www = tmp_path / "www"
     files = _serve_images(www, 60)
     with loopback_server(www, delay=0.25) as (base, requests):
-        urls = pd.DataFrame({"row_id": np.arange(100, 160, dtype=np.int64),
-                             "url": [f"{base}/slow/{i}.jpg" for i in range(60)],
-                             "caption": "tench", "wnid": "n01440764",
-                             "similarity": np.float32(0.8)})  # fmt: skip
+        urls = pd.DataFrame(
+            {
+                "row_id": np.arange(100, 160, dtype=np.int64),
+                "url": [f"{base}/slow/{i}.jpg" for i in range(60)],
+                "caption": "tench",
+                "wnid": "n01440764",
+                "similarity": np.float32(0.8),
+            }
+        )
         dl = tmp_path / "downloads"
         dl.mkdir()
         urls.to_parquet(dl / "urls.parquet")
         settings = tmp_path / "settings.json"
-        settings.write_text(json.dumps({"download": {**TEST_DOWNLOAD, "threads": 2,
-                                                     "samples_per_shard": 10}}))  # fmt: skip
-        cmd = [sys.executable, "-m", "tailstudy", "data", "download", "--urls", str(dl / "urls.parquet"),
-               "--shard", "0", "--settings", str(settings), "--work", str(dl / "00000"),
-               "--out", str(dl / "00000/stats.json")]  # fmt: skip
+        settings.write_text(
+            json.dumps({"download": {**TEST_DOWNLOAD, "threads": 2, "samples_per_shard": 10}})
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "tailstudy",
+            "data",
+            "download",
+            "--urls",
+            str(dl / "urls.parquet"),
+            "--shard",
+            "0",
+            "--settings",
+            str(settings),
+            "--work",
+            str(dl / "00000"),
+            "--out",
+            str(dl / "00000/stats.json"),
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         with open(tmp_path / "first.log", "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -234,8 +281,13 @@ def test_no_successful_download_is_one_clear_error_and_removes_nothing(tmp_path)
     (tmp_path / "cc.tsv").write_text("\n".join(lines) + "\n")
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["download"] = TEST_DOWNLOAD
-    config["datasets"]["webcls"] = {"source": "cls", "metadata": [str(tmp_path / "cc.tsv")],
-                                    "header": False, "url_column": "0", "caption_column": "1"}  # fmt: skip
+    config["datasets"]["webcls"] = {
+        "source": "cls",
+        "metadata": [str(tmp_path / "cc.tsv")],
+        "header": False,
+        "url_column": "0",
+        "caption_column": "1",
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     res = smk(tmp_path, "-c1", "results/data/webcls/manifest.json", configfile=path, check=False)

@@ -15,9 +15,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_all_figures_end_to_end_and_claims_hold(tmp_path):
-    cmd = [sys.executable, "-m", "snakemake", "-c2", "all_figures", "--snakefile",
-           str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-           str(REPO / "config.yaml"), "--show-failed-logs"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-c2",
+        "all_figures",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(REPO / "config.yaml"),
+        "--show-failed-logs",
+    ]
     t0 = time.time()
     res = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.time() - t0

@@ -11,12 +11,26 @@ from tailstudy.embedded.text import CONTEXT_PHRASE, SIZE_WORD
 from tailstudy.embedded.world import FACETS, attributes_of, sample_dataset
 from tailstudy.io import UserError
 
-WORLD = {"seed": 0, "eval_concepts": "imagenet100", "n_open_world": 50, "image_size": 32,
-         "group_size": 4}  # fmt: skip
-CURATED = {"style": "curated", "captions": "fields", "profile": {"shape": "curated", "n": 3000},
-           "seed": 1}  # fmt: skip
-WEB = {"style": "web", "captions": "alttext", "profile": {"shape": "longtail", "n": 3000},
-       "open_world_fraction": 0.5, "seed": 2}  # fmt: skip
+WORLD = {
+    "seed": 0,
+    "eval_concepts": "imagenet100",
+    "n_open_world": 50,
+    "image_size": 32,
+    "group_size": 4,
+}
+CURATED = {
+    "style": "curated",
+    "captions": "fields",
+    "profile": {"shape": "curated", "n": 3000},
+    "seed": 1,
+}
+WEB = {
+    "style": "web",
+    "captions": "alttext",
+    "profile": {"shape": "longtail", "n": 3000},
+    "open_world_fraction": 0.5,
+    "seed": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +52,12 @@ def test_world_is_deterministic_with_unique_facet_combinations(world):
     by_group: dict[int, list] = {}
     for c in world.concepts:
         by_group.setdefault(c.group, []).append(c.facets)
-    close = [min(sum(a != b for a, b in zip(x, y, strict=True)) for y in g if y is not x)
-             for g in by_group.values() if len(g) > 1 for x in g]  # fmt: skip
+    close = [
+        min(sum(a != b for a, b in zip(x, y, strict=True)) for y in g if y is not x)
+        for g in by_group.values()
+        if len(g) > 1
+        for x in g
+    ]
     assert max(close) <= 4 and np.mean(close) <= 2.5
 
 

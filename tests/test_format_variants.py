@@ -77,8 +77,9 @@ def test_template_variants(tiny_dataset):
 
 
 def test_build_variant_writes_counts(tiny_dataset, tmp_path):
-    m = build_variant(tiny_dataset, {"dataset": "tiny", "captions": {"fields": ["title"]}},
-                      tmp_path / "v", "v")  # fmt: skip
+    m = build_variant(
+        tiny_dataset, {"dataset": "tiny", "captions": {"fields": ["title"]}}, tmp_path / "v", "v"
+    )
     counts = read_counts(tmp_path / "v" / "counts.tsv")
     assert counts["count"].tolist() == [30, 20, 12, 8, 5, 3]
     assert m["n_rows"] == 78
@@ -89,9 +90,13 @@ def test_sample_keeps_every_class_and_index_order():
 
     from tailstudy.data.variants import sample_rows
 
-    rows = pd.DataFrame({"key": [f"k{i}" for i in range(200)],
-                         "label": [0] * 180 + [1] * 10 + [2] * 5 + [-1] * 5,
-                         "caption": [""] * 200})  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "key": [f"k{i}" for i in range(200)],
+            "label": [0] * 180 + [1] * 10 + [2] * 5 + [-1] * 5,
+            "caption": [""] * 200,
+        }
+    )
     out = sample_rows(rows, 1 / 32, seed=42)
     drawn = rows.sample(frac=1 / 32, random_state=42)
     assert set(drawn["key"]) <= set(out["key"])  # the pandas draw, untouched
@@ -130,9 +135,13 @@ def _rows(labels, **cols):
     import pandas as pd
 
     return pd.DataFrame(
-        {"key": [f"k{i:02d}" for i in range(len(labels))], "label": np.array(labels, dtype="int32"),
-         "caption": [f"cap {i}" for i in range(len(labels))], **cols}
-    )  # fmt: skip
+        {
+            "key": [f"k{i:02d}" for i in range(len(labels))],
+            "label": np.array(labels, dtype="int32"),
+            "caption": [f"cap {i}" for i in range(len(labels))],
+            **cols,
+        }
+    )
 
 
 def test_subset_classes_remaps_to_rank_and_keeps_original_label():
@@ -144,8 +153,11 @@ def test_subset_classes_remaps_to_rank_and_keeps_original_label():
     assert out["label"].tolist() == [0, 1, 1, 0]  # rank among the kept labels
     assert out["label_ori"].tolist() == [1, 3, 3, 1]
     assert out["label"].dtype == rows["label"].dtype
-    assert classes.to_dict("list") == {"label": [0, 1], "wnid": ["n00000001", "n00000003"],
-                                       "name": ["c1", "c3"]}  # fmt: skip
+    assert classes.to_dict("list") == {
+        "label": [0, 1],
+        "wnid": ["n00000001", "n00000003"],
+        "name": ["c1", "c3"],
+    }
     with pytest.raises(UserError, match="1 of the 2 classes are not in the dataset's label space"):
         subset_classes(rows, _classes(5), ["n00000001", "n00000099"])
 
@@ -305,16 +317,29 @@ def test_align_counts_by_wnid():
     "spec, message",
     [
         ({"sample": {"fraction": 0.5}, "trim": {"tail": 2, "ceil": 0}}, "combines sample and trim"),
-        ({"threshold": {"min_similarity": 0.7, "n": 5}, "match": {"counts_of": {"dataset": "a"}}},
-         "combines threshold and match"),
+        (
+            {
+                "threshold": {"min_similarity": 0.7, "n": 5},
+                "match": {"counts_of": {"dataset": "a"}},
+            },
+            "combines threshold and match",
+        ),
         ({"sample": {"fraction": 0.5, "n": 3}}, "exactly one of fraction and n"),
         ({"classes": {"subset": "imagenet100", "wnids": ["n01440764"]}}, "exactly one of subset"),
         ({"match": {"counts_of": {"dataset": "a", "variant": "b"}}}, "exactly one of variant"),
-        ({"captions": {"fields": ["title"]},
-          "match": {"counts_of": {"dataset": "a"}, "supplement": "t2t"}}, "own captions"),
-        ({"match": {"counts_of": {"dataset": "a"}, "supplement": "ds"}}, "the variant.s own dataset"),
+        (
+            {
+                "captions": {"fields": ["title"]},
+                "match": {"counts_of": {"dataset": "a"}, "supplement": "t2t"},
+            },
+            "own captions",
+        ),
+        (
+            {"match": {"counts_of": {"dataset": "a"}, "supplement": "ds"}},
+            "the variant.s own dataset",
+        ),
     ],
-)  # fmt: skip
+)
 def test_variant_kinds_compose_explicitly(spec, message):
     from tailstudy.data.spec import check_spec
 
@@ -336,12 +361,20 @@ def _write_laionet(root, wnids, labels, seed=0, row_ids=None):
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels, dtype="int32")
     n = len(labels)
-    write_index(root / "index.parquet", pd.DataFrame({
-        "key": [f"{root.name}{i:04d}" for i in range(n)], "shard": "x.tar", "label": labels,
-        "caption": [f"web {i}" for i in range(n)], "similarity": rng.uniform(0.6, 1.0, n),
-        "wnid": [wnids[x] for x in labels],
-        "row_id": row_ids if row_ids is not None else rng.permutation(n) * 3,
-    }))  # fmt: skip
+    write_index(
+        root / "index.parquet",
+        pd.DataFrame(
+            {
+                "key": [f"{root.name}{i:04d}" for i in range(n)],
+                "shard": "x.tar",
+                "label": labels,
+                "caption": [f"web {i}" for i in range(n)],
+                "similarity": rng.uniform(0.6, 1.0, n),
+                "wnid": [wnids[x] for x in labels],
+                "row_id": row_ids if row_ids is not None else rng.permutation(n) * 3,
+            }
+        ),
+    )
     write_classes(root, [(w, f"class {w}") for w in wnids])
     return root
 
@@ -357,7 +390,9 @@ def test_class_subset_variant_declares_its_label_space(tiny_dataset, tmp_path):
     assert classes["wnid"].tolist() == full["wnid"].iloc[[1, 3, 4]].tolist()  # dataset order
     assert classes["label"].tolist() == [0, 1, 2]
     assert read_counts(tmp_path / "v" / "counts.tsv").to_dict("list") == {
-        "name": full["name"].iloc[[1, 3, 4]].tolist(), "count": [20, 8, 5]}  # fmt: skip
+        "name": full["name"].iloc[[1, 3, 4]].tolist(),
+        "count": [20, 8, 5],
+    }
     index = read_index(tmp_path / "v")
     assert list(index.columns) == ["key", "label", "caption", "label_ori"]
     assert (index["label_ori"].map({1: 0, 3: 1, 4: 2}) == index["label"]).all()
@@ -368,13 +403,22 @@ def test_class_subset_variant_declares_its_label_space(tiny_dataset, tmp_path):
 
 
 def test_trim_variant_counts_and_tail_set(tiny_dataset, tmp_path):
-    m = build_variant(tiny_dataset, {"dataset": "tiny", "trim": {"tail": 2, "ceil": 1, "seed": 0}},
-                      tmp_path / "v", "v")  # fmt: skip
+    m = build_variant(
+        tiny_dataset,
+        {"dataset": "tiny", "trim": {"tail": 2, "ceil": 1, "seed": 0}},
+        tmp_path / "v",
+        "v",
+    )
     counts = read_counts(tmp_path / "v" / "counts.tsv")["count"].tolist()
     assert counts == [30, 20, 12, 8, 1, 1] and m["n_rows"] == 72
     wnids = read_classes(tiny_dataset)["wnid"].tolist()
-    assert m["tail"] == {"n": 2, "ceil": 1, "labels": [5, 4], "wnids": [wnids[5], wnids[4]],
-                         "counts_before": [3, 5]}  # fmt: skip
+    assert m["tail"] == {
+        "n": 2,
+        "ceil": 1,
+        "labels": [5, 4],
+        "wnids": [wnids[5], wnids[4]],
+        "counts_before": [3, 5],
+    }
 
 
 def test_laionet_kinds_name_the_dataset_lacking_a_column(tiny_dataset, tmp_path):

@@ -94,8 +94,9 @@ def test_paper_dry_run_plans_every_job(workdir):
 
 
 def test_one_figure_plans_only_its_runs(workdir, config):
-    res = smk(workdir, "-n", "results/figures/fig03-descriptiveness.pdf", configfile=PAPER,
-              replace=True)  # fmt: skip
+    res = smk(
+        workdir, "-n", "results/figures/fig03-descriptiveness.pdf", configfile=PAPER, replace=True
+    )
     expected = set(study.expand(config).studies["caption-scratch"])
     assert planned_jobs(res.stdout, "train_model") == expected
     assert len(expected) == 14
@@ -106,8 +107,16 @@ def test_editing_one_recipe_value_reruns_only_its_runs(tmp_path, config):
     """Every output of the paper study marked up to date; sl-k50's lr changed: only its run
     (and the table and figure it feeds) is planned again."""
     workdir = make_standins(config, tmp_path)
-    smk(workdir, "-c1", "--until", "write_run_config", "write_spec", "--quiet", configfile=PAPER,
-        replace=True)  # fmt: skip
+    smk(
+        workdir,
+        "-c1",
+        "--until",
+        "write_run_config",
+        "write_spec",
+        "--quiet",
+        configfile=PAPER,
+        replace=True,
+    )
     summary = smk(workdir, "--summary", configfile=PAPER, replace=True).stdout.splitlines()[1:]
     for line in summary:  # placeholders for every output, then --touch orders their mtimes
         path = workdir / line.split("\t")[0]

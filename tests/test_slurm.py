@@ -81,8 +81,16 @@ def tiny_study(dest: Path) -> Path:
 
 def smk_cmd(workdir: Path, configfile: Path, *args: str) -> list[str]:
     """A snakemake command line (targets first: --configfile takes several values)."""
-    return [*SNAKEMAKE, *args, "--snakefile", str(REPO / "Snakefile"), "--directory",
-            str(workdir), "--configfile", str(configfile)]  # fmt: skip
+    return [
+        *SNAKEMAKE,
+        *args,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+    ]
 
 
 def dry_run_jobs(output: str, rule: str) -> dict[str, dict]:
@@ -106,10 +114,13 @@ def test_slurm_profile_requests_the_gpus_each_recipe_asks_for(tmp_path):
     config["recipes"]["sl"]["gpus"] = 2  # every SL recipe extends it
     cfg = tmp_path / "gpus.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    targets = ["results/eval/incaps-full_sl_sl-k5_s0/summary.json",
-               "results/eval/incaps-full_clip_clip_s0/summary.json"]  # fmt: skip
-    cmd = smk_cmd(tmp_path, cfg, *targets, "-n", "--cores", "64", "--profile",
-                  str(REPO / "profiles/slurm"))  # fmt: skip
+    targets = [
+        "results/eval/incaps-full_sl_sl-k5_s0/summary.json",
+        "results/eval/incaps-full_clip_clip_s0/summary.json",
+    ]
+    cmd = smk_cmd(
+        tmp_path, cfg, *targets, "-n", "--cores", "64", "--profile", str(REPO / "profiles/slurm")
+    )
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     train = dry_run_jobs(res.stdout, "train_model")
@@ -134,8 +145,9 @@ def test_slurm_profile_requests_the_gpus_each_recipe_asks_for(tmp_path):
 
 def slurm_job(job_id: int) -> dict[str, str]:
     """``scontrol show -d job`` as key=value pairs (finished jobs stay visible for MinJobAge)."""
-    out = subprocess.run(["scontrol", "show", "-d", "job", str(job_id)], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["scontrol", "show", "-d", "job", str(job_id)], capture_output=True, text=True, check=True
+    ).stdout
     return dict(m.groups() for m in re.finditer(r"(\w+)=(\S*)", out))
 
 
@@ -146,8 +158,9 @@ def train_rows(workdir: Path, run: str) -> list[dict]:
 
 def queued_job(rule: str, run: str) -> int:
     """The id of the one queued or running SLURM job of ``rule`` for ``run``."""
-    queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True,
-                           check=True).stdout.splitlines()  # fmt: skip
+    queue = subprocess.run(
+        ["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     ids = [int(line.split()[0]) for line in queue if rule in line and run in line]
     assert len(ids) == 1, queue
     return ids[0]
@@ -190,8 +203,11 @@ def test_study_on_slurm_gpu_scancel_and_preemption(slurm_cluster, tmp_path):
     log = tmp_path / "snakemake.log"
     t0 = time.time()
     with open(log, "w") as out:
-        proc = subprocess.Popen(smk_cmd(workdir, cfg, *targets, "--profile", str(profile)),
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            smk_cmd(workdir, cfg, *targets, "--profile", str(profile)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     ckpt = workdir / "results/runs" / CPU_RUN / "ckpt/latest.pt"
     wait_for(ckpt.exists, proc, 300, "checkpoint of the CPU run", log)
     cancelled = queued_job("train_model", CPU_RUN)
@@ -231,18 +247,38 @@ def test_study_on_slurm_gpu_scancel_and_preemption(slurm_cluster, tmp_path):
     retry = cpu_rows[-1]["slurm_job_id"]
     assert retry != cancelled and slurm_job(retry)["JobState"] == "COMPLETED"
     cpu_log = (workdir / "results/logs/train_model" / f"{CPU_RUN}.log").read_text()
-    m = re.search(rf"resumed from {re.escape(str(Path('results/runs') / CPU_RUN / 'ckpt'))}"
-                  r"/latest.pt at step (\d+)/(\d+)", cpu_log)  # fmt: skip
+    m = re.search(
+        rf"resumed from {re.escape(str(Path('results/runs') / CPU_RUN / 'ckpt'))}"
+        r"/latest.pt at step (\d+)/(\d+)",
+        cpu_log,
+    )
     assert m and 0 < int(m.group(1)) < int(m.group(2)), cpu_log
 
     # the same run uninterrupted, outside SLURM: identical weights and losses
     ref = tmp_path / "ref"
     run_dir = workdir / "results/runs" / CPU_RUN
-    subprocess.run([sys.executable, "-m", "tailstudy", "train", "--config",
-                    str(run_dir / "config.json"), "--dataset", str(workdir / "results/data/incaps"),
-                    "--index", str(workdir / "results/variants/incaps-full/index.parquet"),
-                    "--out", str(ref), "--ckpt-dir", str(ref / "ckpt"), "--threads", "1"],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tailstudy",
+            "train",
+            "--config",
+            str(run_dir / "config.json"),
+            "--dataset",
+            str(workdir / "results/data/incaps"),
+            "--index",
+            str(workdir / "results/variants/incaps-full/index.parquet"),
+            "--out",
+            str(ref),
+            "--ckpt-dir",
+            str(ref / "ckpt"),
+            "--threads",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     a = torch.load(ref / "model.pt", weights_only=True)["model"]
     b = torch.load(run_dir / "model.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -100,22 +100,44 @@ def _with_paper_variants(config):
     for name in ("laionet", "t2t", "in100-val"):
         config["datasets"][name] = copy.deepcopy(config["datasets"]["web"])
     full = config["variants"]["incaps-full"]["captions"]
-    config["variants"].update({
-        "incaps100": {"dataset": "incaps", "captions": full, "classes": {"subset": "imagenet100"},
-                      "evaluation": {"dataset": "in100-val"}},
-        "incaps10pct": {"dataset": "incaps", "captions": full,
-                        "sample": {"n": 600, "seed": 42, "sort_by": "key"},
-                        "evaluation": {"dataset": "in100-val"}},
-        "incaps-trim5-ceil0": {"dataset": "incaps", "captions": full,
-                               "trim": {"tail": 5, "ceil": 0, "seed": 0}},
-        "laionet-t08": {"dataset": "laionet", "threshold": {"min_similarity": 0.8, "n": 6000}},
-        "laionet-eqfreq": {"dataset": "laionet", "match": {"counts_of": {"dataset": "incaps"},
-                                                           "supplement": "t2t", "seed": 0}},
-    })  # fmt: skip
+    config["variants"].update(
+        {
+            "incaps100": {
+                "dataset": "incaps",
+                "captions": full,
+                "classes": {"subset": "imagenet100"},
+                "evaluation": {"dataset": "in100-val"},
+            },
+            "incaps10pct": {
+                "dataset": "incaps",
+                "captions": full,
+                "sample": {"n": 600, "seed": 42, "sort_by": "key"},
+                "evaluation": {"dataset": "in100-val"},
+            },
+            "incaps-trim5-ceil0": {
+                "dataset": "incaps",
+                "captions": full,
+                "trim": {"tail": 5, "ceil": 0, "seed": 0},
+            },
+            "laionet-t08": {"dataset": "laionet", "threshold": {"min_similarity": 0.8, "n": 6000}},
+            "laionet-eqfreq": {
+                "dataset": "laionet",
+                "match": {"counts_of": {"dataset": "incaps"}, "supplement": "t2t", "seed": 0},
+            },
+        }
+    )
     config["studies"]["paper-kinds"] = {
-        "variant": ["incaps100", "incaps10pct", "incaps-trim5-ceil0", "laionet-t08", "laionet-eqfreq"],
-        "model": ["sl"], "recipe": ["sl"], "seed": [0],
-    }  # fmt: skip
+        "variant": [
+            "incaps100",
+            "incaps10pct",
+            "incaps-trim5-ceil0",
+            "laionet-t08",
+            "laionet-eqfreq",
+        ],
+        "model": ["sl"],
+        "recipe": ["sl"],
+        "seed": [0],
+    }
     return config
 
 
@@ -135,22 +157,36 @@ def test_paper_variant_kinds_validate_and_choose_their_evaluation_set(config):
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda v: v["laionet-eqfreq"]["match"].update(counts_of={"variant": "nope"}),
-         "laionet-eqfreq: match.counts_of names unknown variant 'nope'"),
-        (lambda v: v["laionet-eqfreq"]["match"].update(counts_of={"dataset": "nope"}),
-         "laionet-eqfreq: match.counts_of names unknown dataset 'nope'"),
-        (lambda v: v["laionet-eqfreq"]["match"].update(supplement="nope"),
-         "laionet-eqfreq: match.supplement 'nope' is not a declared dataset"),
-        (lambda v: (v["laionet-eqfreq"]["match"].update(counts_of={"variant": "laionet-t08"}),
-                    v["laionet-t08"].pop("threshold"),
-                    v["laionet-t08"].update(match={"counts_of": {"variant": "laionet-eqfreq"}})),
-         "match.counts_of cycle laionet-t08 -> laionet-eqfreq -> laionet-t08"),
-        (lambda v: v["incaps100"]["evaluation"].update(dataset="nope"),
-         "incaps100: evaluation.dataset 'nope' is not a declared dataset"),
-        (lambda v: v["incaps10pct"].update(trim={"tail": 5, "ceil": 1}),
-         "variant incaps10pct combines sample and trim"),
+        (
+            lambda v: v["laionet-eqfreq"]["match"].update(counts_of={"variant": "nope"}),
+            "laionet-eqfreq: match.counts_of names unknown variant 'nope'",
+        ),
+        (
+            lambda v: v["laionet-eqfreq"]["match"].update(counts_of={"dataset": "nope"}),
+            "laionet-eqfreq: match.counts_of names unknown dataset 'nope'",
+        ),
+        (
+            lambda v: v["laionet-eqfreq"]["match"].update(supplement="nope"),
+            "laionet-eqfreq: match.supplement 'nope' is not a declared dataset",
+        ),
+        (
+            lambda v: (
+                v["laionet-eqfreq"]["match"].update(counts_of={"variant": "laionet-t08"}),
+                v["laionet-t08"].pop("threshold"),
+                v["laionet-t08"].update(match={"counts_of": {"variant": "laionet-eqfreq"}}),
+            ),
+            "match.counts_of cycle laionet-t08 -> laionet-eqfreq -> laionet-t08",
+        ),
+        (
+            lambda v: v["incaps100"]["evaluation"].update(dataset="nope"),
+            "incaps100: evaluation.dataset 'nope' is not a declared dataset",
+        ),
+        (
+            lambda v: v["incaps10pct"].update(trim={"tail": 5, "ceil": 1}),
+            "variant incaps10pct combines sample and trim",
+        ),
     ],
-)  # fmt: skip
+)
 def test_paper_variant_reference_errors_are_one_line(config, mutate, message):
     config = _with_paper_variants(config)
     mutate(config["variants"])

@@ -28,7 +28,7 @@ def test_clip_fit_and_frozen_text_tower(tiny_dataset, tmp_path):
         {
             **run_config("clip", text_tower="frozen", text_encoder="x").to_dict(),
             "text_source": {"run": "a"},
-        }  # fmt: skip
+        }
     )
     fit(cfg, data, tmp_path / "b", tmp_path / "b" / "ckpt", str(tmp_path / "a" / "model.pt"), "cpu")
     out = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
@@ -48,9 +48,26 @@ def test_sl_fit_with_vocabulary_subsampling(tiny_dataset, tmp_path):
 
 
 def _train_cmd(tmp_path, ds, cfg_path, out):
-    return [sys.executable, "-m", "tailstudy", "train", "--config", str(cfg_path), "--dataset",
-            str(ds), "--index", str(tmp_path / "v" / "index.parquet"), "--out", str(out),
-            "--ckpt-dir", str(out / "ckpt"), "--threads", "1", "--device", "cpu"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "tailstudy",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--dataset",
+        str(ds),
+        "--index",
+        str(tmp_path / "v" / "index.parquet"),
+        "--out",
+        str(out),
+        "--ckpt-dir",
+        str(out / "ckpt"),
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]
 
 
 def test_kill9_and_resume_gives_identical_results(tiny_dataset, tmp_path):
@@ -115,8 +132,13 @@ def test_subset_variant_trains_a_head_of_its_own_classes(tiny_dataset, tmp_path)
     data = load_split(tiny_dataset, tmp_path / "v" / "index.parquet", progress=False)
     assert data.num_classes == 3 and data.label_counts().tolist() == [20, 8, 5]  # vocab weights
     assert set(data.labels.tolist()) == {0, 1, 2}
-    fit(run_config("sl", epochs=1, batch_size=10, vocab_size=2, vocab_group=4), data, tmp_path / "o",
-        tmp_path / "ck", device="cpu")  # fmt: skip
+    fit(
+        run_config("sl", epochs=1, batch_size=10, vocab_size=2, vocab_group=4),
+        data,
+        tmp_path / "o",
+        tmp_path / "ck",
+        device="cpu",
+    )
     state = torch.load(tmp_path / "o" / "model.pt", weights_only=True)
     assert state["model"]["head"].shape == (3, 64)
     assert state["classes"] == data.classes["name"].tolist()
@@ -129,8 +151,12 @@ def test_frozen_head_of_a_subset_is_the_full_heads_rows(tiny_dataset, tmp_path):
 
     torch.manual_seed(0)
     torch.save({"model": factory.create_clip("RN-tiny").state_dict()}, tmp_path / "text.pt")
-    cfg = RunConfig.from_dict({**run_config("sl", head="frozen", text_encoder="x").to_dict(),
-                               "text_source": {"run": "pre"}})  # fmt: skip
+    cfg = RunConfig.from_dict(
+        {
+            **run_config("sl", head="frozen", text_encoder="x").to_dict(),
+            "text_source": {"run": "pre"},
+        }
+    )
     names = read_classes(tiny_dataset)["name"].tolist()
     full, _ = build_model(cfg, names, str(tmp_path / "text.pt"))
     sub, _ = build_model(cfg, [names[i] for i in (1, 3, 4)], str(tmp_path / "text.pt"))
@@ -243,8 +269,11 @@ def test_sigterm_checkpoints_at_the_step_and_resumes_identically(tiny_dataset, t
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 143, err
     last = err.strip().splitlines()[-1]
-    m = re.fullmatch(rf"stopped: run {cfg.run_id}: SIGTERM at step (\d+)/60; checkpoint "
-                     rf"{re.escape(str(ckpt))} written, a rerun resumes from it", last)  # fmt: skip
+    m = re.fullmatch(
+        rf"stopped: run {cfg.run_id}: SIGTERM at step (\d+)/60; checkpoint "
+        rf"{re.escape(str(ckpt))} written, a rerun resumes from it",
+        last,
+    )
     assert m, last
     step = int(m.group(1))
     assert 10 <= step < 60 and torch.load(ckpt, weights_only=False)["step"] == step
@@ -261,8 +290,12 @@ def test_sigterm_checkpoints_at_the_step_and_resumes_identically(tiny_dataset, t
     lb = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     assert [x["loss"] for x in la] == [x["loss"] for x in lb]
     here = jobinfo.current()  # outside SLURM: slurm_job_id null; the host that trained
-    assert all(x["slurm_job_id"] == here["slurm_job_id"] and x["host"] == here["host"]
-               and x["device"] == "cpu" for x in la + lb)  # fmt: skip
+    assert all(
+        x["slurm_job_id"] == here["slurm_job_id"]
+        and x["host"] == here["host"]
+        and x["device"] == "cpu"
+        for x in la + lb
+    )
 
 
 def test_sl_epoch_never_ends_in_a_one_row_batch(tiny_dataset, tmp_path):
@@ -270,7 +303,12 @@ def test_sl_epoch_never_ends_in_a_one_row_batch(tiny_dataset, tmp_path):
     row sits the epoch out (a different row each epoch) instead of crashing the run."""
     data = load_split(tiny_dataset, progress=False)
     assert len(data) % 7 == 1
-    log = fit(run_config("sl", epochs=2, batch_size=7), data, tmp_path / "o", tmp_path / "ck",
-              device="cpu")  # fmt: skip
+    log = fit(
+        run_config("sl", epochs=2, batch_size=7),
+        data,
+        tmp_path / "o",
+        tmp_path / "ck",
+        device="cpu",
+    )
     assert [rec["step"] for rec in log] == [11, 22]
     assert all(torch.isfinite(torch.tensor(rec["loss"])) for rec in log)

@@ -22,8 +22,9 @@ def test_lint_and_format_are_clean(workdir):
     res = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0, res.stdout + res.stderr
     snakefmt = str(Path(sys.executable).parent / "snakefmt")
-    fmt = subprocess.run([snakefmt, "--check", "Snakefile", "workflow/"], cwd=REPO,
-                         capture_output=True, text=True)  # fmt: skip
+    fmt = subprocess.run(
+        [snakefmt, "--check", "Snakefile", "workflow/"], cwd=REPO, capture_output=True, text=True
+    )
     assert fmt.returncode == 0, fmt.stderr
 
 
@@ -102,25 +103,45 @@ def test_paper_variant_kinds_are_wired_into_the_dag(workdir):
     the datasets, counts and label spaces they need (dry run, commands printed)."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     wnids = ["n01558993", "n01692333", "n01729322"]  # three of the embedded classes
-    config["variants"].update({
-        "web-eqfreq": {"dataset": "web", "match": {"counts_of": {"variant": "incaps-full"},
-                                                   "supplement": "pretrain"}},
-        "incaps-sub": {"dataset": "incaps", "captions": {"fields": ["title"]},
-                       "classes": {"wnids": wnids}, "evaluation": {"dataset": "incaps"}},
-    })  # fmt: skip
-    config["studies"] = {"s": {"variant": ["web-eqfreq", "incaps-sub"], "model": ["sl"],
-                               "recipe": ["sl"], "seed": [0]}}  # fmt: skip
+    config["variants"].update(
+        {
+            "web-eqfreq": {
+                "dataset": "web",
+                "match": {"counts_of": {"variant": "incaps-full"}, "supplement": "pretrain"},
+            },
+            "incaps-sub": {
+                "dataset": "incaps",
+                "captions": {"fields": ["title"]},
+                "classes": {"wnids": wnids},
+                "evaluation": {"dataset": "incaps"},
+            },
+        }
+    )
+    config["studies"] = {
+        "s": {
+            "variant": ["web-eqfreq", "incaps-sub"],
+            "model": ["sl"],
+            "recipe": ["sl"],
+            "seed": [0],
+        }
+    }
     config["figures"] = {k: v for k, v in config["figures"].items() if "studies" not in v}
-    config["figures"]["f"] = {"plot": "descriptiveness", "studies": ["s"], "paper_label": "F",
-                              "caption": "c"}  # fmt: skip
+    config["figures"]["f"] = {
+        "plot": "descriptiveness",
+        "studies": ["s"],
+        "paper_label": "F",
+        "caption": "c",
+    }
     config["claims"] = []
     path = workdir / "kinds.yaml"
     path.write_text(yaml.safe_dump(config))
     out = smk(workdir, "-n", "-p", "results/figures/f.pdf", configfile=path).stdout
     cmds = [line.split("Shell command: ")[-1] for line in out.splitlines() if "python -m" in line]
-    assert any("variant --spec results/specs/variants/web-eqfreq.json" in c and
-               "--counts-of results/variants/incaps-full --supplement results/data/pretrain" in c
-               for c in cmds)  # fmt: skip
+    assert any(
+        "variant --spec results/specs/variants/web-eqfreq.json" in c
+        and "--counts-of results/variants/incaps-full --supplement results/data/pretrain" in c
+        for c in cmds
+    )
     train = [c for c in cmds if "train --config results/runs/web-eqfreq_sl_sl_s0" in c]
     assert len(train) == 1 and "--classes results/variants/web-eqfreq/classes.tsv" in train[0]
     assert (
@@ -136,23 +157,40 @@ def test_paper_variant_kinds_are_wired_into_the_dag(workdir):
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda c: c["recipes"]["clip"].update(epoch=3), "config error at recipes.clip: Additional"),
-        (lambda c: c["studies"]["caption-scratch"][0]["variant"].append("incaps-nope"),
-         "config error: study caption-scratch names unknown variant 'incaps-nope'"),
-        (lambda c: c["recipes"]["clip"].update(epochs="six"),
-         "config error at recipes.clip.epochs: 'six' is not of type 'integer'"),
-        (lambda c: c["figures"]["fig13-corpus-correlation"]["corpora"].append("laion9b"),
-         "config error: figure fig13-corpus-correlation names unknown corpus 'laion9b'"),
-        (lambda c: c["frequency"]["concept_sets"].update(cub={}),
-         "config error: concept set cub needs class_names"),
-        (lambda c: c["variants"]["web-cls-f2"].update(trim={"tail": 5, "ceil": 0}),
-         "config error: variant web-cls-f2 combines sample and trim"),
-        (lambda c: c["variants"]["web-cls"].update(evaluation={"dataset": "in100-val"}),
-         "config error: variant web-cls: evaluation.dataset 'in100-val' is not a declared"),
-        (lambda c: c["variants"]["web-cls"].update(threshold={"min_similarity": 0.7}),
-         "config error at variants.web-cls.threshold: 'n' is a required property"),
+        (
+            lambda c: c["recipes"]["clip"].update(epoch=3),
+            "config error at recipes.clip: Additional",
+        ),
+        (
+            lambda c: c["studies"]["caption-scratch"][0]["variant"].append("incaps-nope"),
+            "config error: study caption-scratch names unknown variant 'incaps-nope'",
+        ),
+        (
+            lambda c: c["recipes"]["clip"].update(epochs="six"),
+            "config error at recipes.clip.epochs: 'six' is not of type 'integer'",
+        ),
+        (
+            lambda c: c["figures"]["fig13-corpus-correlation"]["corpora"].append("laion9b"),
+            "config error: figure fig13-corpus-correlation names unknown corpus 'laion9b'",
+        ),
+        (
+            lambda c: c["frequency"]["concept_sets"].update(cub={}),
+            "config error: concept set cub needs class_names",
+        ),
+        (
+            lambda c: c["variants"]["web-cls-f2"].update(trim={"tail": 5, "ceil": 0}),
+            "config error: variant web-cls-f2 combines sample and trim",
+        ),
+        (
+            lambda c: c["variants"]["web-cls"].update(evaluation={"dataset": "in100-val"}),
+            "config error: variant web-cls: evaluation.dataset 'in100-val' is not a declared",
+        ),
+        (
+            lambda c: c["variants"]["web-cls"].update(threshold={"min_similarity": 0.7}),
+            "config error at variants.web-cls.threshold: 'n' is a required property",
+        ),
     ],
-)  # fmt: skip
+)
 def test_malformed_configs_fail_before_any_job(workdir, mutate, message):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     mutate(config)
@@ -177,8 +215,9 @@ def test_a_corpus_without_files_stops_only_the_jobs_that_read_it(workdir):
     cfg.write_text(yaml.safe_dump(config))
     ok = smk(workdir, "-n", "results/figures/fig03-descriptiveness.pdf", configfile=cfg)
     assert ok.returncode == 0
-    res = smk(workdir, "-n", "results/figures/fig13-corpus-correlation.pdf", configfile=cfg,
-              check=False)  # fmt: skip
+    res = smk(
+        workdir, "-n", "results/figures/fig13-corpus-correlation.pdf", configfile=cfg, check=False
+    )
     assert res.returncode != 0
     assert "config error: corpus yfcc: no caption shard matches '/x/*.parquet'" in (
         res.stdout + res.stderr
@@ -186,8 +225,9 @@ def test_a_corpus_without_files_stops_only_the_jobs_that_read_it(workdir):
 
 
 def test_results_readme_is_the_only_tracked_result():
-    tracked = subprocess.run(["git", "ls-files", "results"], cwd=REPO, capture_output=True,
-                             text=True).stdout.split()  # fmt: skip
+    tracked = subprocess.run(
+        ["git", "ls-files", "results"], cwd=REPO, capture_output=True, text=True
+    ).stdout.split()
     assert tracked == ["results/README.md"]
 
 
@@ -220,14 +260,18 @@ def test_caption_shards_are_counted_one_job_each_and_recounted_alone(workdir):
 
     meta = workdir / "meta"
     meta.mkdir()
-    texts = [["two geese near a robin", "a robin", None],
-             ["Robin!", "a coyote on a rock", "nothing here"]]  # fmt: skip
+    texts = [
+        ["two geese near a robin", "a robin", None],
+        ["Robin!", "a coyote on a rock", "nothing here"],
+    ]
     for i, t in enumerate(texts):
         pd.DataFrame({"TEXT": t, "url": "x"}).to_parquet(meta / f"part-{i:05d}.parquet")
     cfg = _freq_only_config(workdir)
     smk(workdir, "-c2", "results/freq/local/imagenet100_ori.tsv", "--quiet", configfile=cfg)
-    table = dict(line.split("\t") for line in
-                 (workdir / "results/freq/local/imagenet100_ori.tsv").read_text().splitlines())  # fmt: skip
+    table = dict(
+        line.split("\t")
+        for line in (workdir / "results/freq/local/imagenet100_ori.tsv").read_text().splitlines()
+    )
     assert table["American robin"] == "3" and table["coyote"] == "1" and table["goose"] == "1"
     assert sum(map(int, table.values())) == 5
     # a new version of one shard recounts only that shard
@@ -235,8 +279,10 @@ def test_caption_shards_are_counted_one_job_each_and_recounted_alone(workdir):
     out = smk(workdir, "-n", "results/freq/local/imagenet100_ori.tsv", configfile=cfg).stdout
     assert re.findall(r"wildcards: .*shard=(\S+)", out) == ["part-00001"]
     smk(workdir, "-c2", "results/freq/local/imagenet100_ori.tsv", "--quiet", configfile=cfg)
-    table = dict(line.split("\t") for line in
-                 (workdir / "results/freq/local/imagenet100_ori.tsv").read_text().splitlines())  # fmt: skip
+    table = dict(
+        line.split("\t")
+        for line in (workdir / "results/freq/local/imagenet100_ori.tsv").read_text().splitlines()
+    )
     assert table["American robin"] == "4" and table["coyote"] == "0" and table["goose"] == "1"
     # the sorted twin, and the figure drawn from it
     first = (workdir / "results/freq/local/imagenet100.tsv").read_text().splitlines()[0]

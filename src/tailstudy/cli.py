@@ -31,8 +31,7 @@ def cmd_dataset(a: argparse.Namespace) -> None:
         from tailstudy.acquire.build import build_real_dataset
 
         m = build_real_dataset(ds, a.out, spec["name"], a.downloads)
-        log.info("dataset %s: %d samples, %d classes", spec["name"], m["n_samples"],
-                 m["n_classes"])  # fmt: skip
+        log.info("dataset %s: %d samples, %d classes", spec["name"], m["n_samples"], m["n_classes"])
         return
     from tailstudy.embedded import World, build_dataset
 
@@ -48,8 +47,13 @@ def cmd_variant(a: argparse.Namespace) -> None:
 
     spec = read_json(a.spec)
     m = build_variant(a.dataset, spec["variant"], a.out, spec["name"], a.supplement, a.counts_of)
-    log.info("variant %s: %d rows, %d/%d classes non-empty", m["variant"], m["n_rows"],
-             m["nonzero_classes"], m["n_classes"])  # fmt: skip
+    log.info(
+        "variant %s: %d rows, %d/%d classes non-empty",
+        m["variant"],
+        m["n_rows"],
+        m["nonzero_classes"],
+        m["n_classes"],
+    )
 
 
 def _train_args(a: argparse.Namespace) -> list[str]:
@@ -136,11 +140,22 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     train_classes = read_classes(a.train_classes or Path(a.train_counts).parent)
     if counts["name"].tolist() != train_classes["name"].tolist():
         raise UserError(f"{a.train_counts} and its classes.tsv list different classes")
-    summary, arrays = evaluate(cfg, a.model, data, train_classes,
-                               counts["count"].to_numpy(np.int64), resolve_device(a.device, cfg.recipe.gpus))  # fmt: skip
+    summary, arrays = evaluate(
+        cfg,
+        a.model,
+        data,
+        train_classes,
+        counts["count"].to_numpy(np.int64),
+        resolve_device(a.device, cfg.recipe.gpus),
+    )
     write_eval(a.out, cfg, summary, arrays, data.classes)
-    log.info("run %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f", cfg.run_id,
-             summary["top1"], summary["rho_acc"], summary["rho_pred"])  # fmt: skip
+    log.info(
+        "run %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f",
+        cfg.run_id,
+        summary["top1"],
+        summary["rho_acc"],
+        summary["rho_pred"],
+    )
 
 
 def cmd_collect(a: argparse.Namespace) -> None:
@@ -187,8 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train one run from its config.json")
     s.add_argument("--config", required=True, help="results/runs/{run}/config.json")
-    s.add_argument("--dataset", required=True, nargs="+", type=Path,
-                   help="dataset folder(s) holding the shards (a supplemented variant: both)")  # fmt: skip
+    s.add_argument(
+        "--dataset",
+        required=True,
+        nargs="+",
+        type=Path,
+        help="dataset folder(s) holding the shards (a supplemented variant: both)",
+    )
     s.add_argument("--index", required=True, type=Path, help="variant index.parquet")
     s.add_argument("--classes", type=Path, help="label space (default: classes.tsv beside --index)")
     s.add_argument("--out", required=True, type=Path, help="writes model.pt, train_log.jsonl")

@@ -22,8 +22,16 @@ from tailstudy.freq.sources import (
 )
 from tailstudy.io import UserError
 
-CAPTIONS = ['a "goldfish"', "two geese", None, "Goldfish and a goose", "nothing here",
-            "crane by the water", "crane bird", "goldfish"]  # fmt: skip
+CAPTIONS = [
+    'a "goldfish"',
+    "two geese",
+    None,
+    "Goldfish and a goose",
+    "nothing here",
+    "crane by the water",
+    "crane bird",
+    "goldfish",
+]
 
 
 @pytest.fixture
@@ -31,8 +39,9 @@ def shards(tmp_path):
     """The same captions as two Parquet shards, a TSV with header and a gzipped one without."""
     d = tmp_path / "shards"
     d.mkdir()
-    pq.write_table(pa.table({"TEXT": CAPTIONS[:5], "x": range(5)}), d / "a.parquet",
-                   row_group_size=2)  # fmt: skip
+    pq.write_table(
+        pa.table({"TEXT": CAPTIONS[:5], "x": range(5)}), d / "a.parquet", row_group_size=2
+    )
     pq.write_table(pa.table({"TEXT": CAPTIONS[5:]}), d / "b.parquet")
     rows = [f"http://u/{i}\t{c or ''}" for i, c in enumerate(CAPTIONS)]
     (tmp_path / "cc.tsv").write_text("url\tcaption\n" + "\n".join(rows) + "\n")
@@ -42,14 +51,22 @@ def shards(tmp_path):
 
 
 def test_iter_caption_batches(shards):
-    got = [x for a in iter_caption_batches(shards / "shards/a.parquet", "TEXT", batch_size=2)
-           for x in a.to_pylist()]  # fmt: skip
+    got = [
+        x
+        for a in iter_caption_batches(shards / "shards/a.parquet", "TEXT", batch_size=2)
+        for x in a.to_pylist()
+    ]
     assert got == CAPTIONS[:5]
     tsv = [x for a in iter_caption_batches(shards / "cc.tsv", "caption") for x in a.to_pylist()]
     assert tsv == [c or "" for c in CAPTIONS]
     skipped = [0]
-    gz = [x for a in iter_caption_batches(shards / "cc_noheader.tsv.gz", "1", header=False,
-                                          skipped=skipped) for x in a.to_pylist()]  # fmt: skip
+    gz = [
+        x
+        for a in iter_caption_batches(
+            shards / "cc_noheader.tsv.gz", "1", header=False, skipped=skipped
+        )
+        for x in a.to_pylist()
+    ]
     assert gz == tsv and skipped == [1]
     with pytest.raises(UserError, match="no column"):
         next(iter_caption_batches(shards / "shards/a.parquet", "caption"))
@@ -99,8 +116,19 @@ def test_count_parquet_and_tsv(shards, nltk_data, lemmatize, imagenet):
     want = expected_counts(lemmatize, imagenet)
     assert want[1] == 3 and want[99] == 2 and want[134] == 1 and want[517] == 0
     out = shards / "out" / "class_frequency_toy_imagenet_ori.tsv"
-    args = ["count", "--captions", str(shards / "shards"), "--column", "TEXT", "--out", str(out),
-            "--nltk-data", nltk_data, "--per-shard", str(shards / "per")]  # fmt: skip
+    args = [
+        "count",
+        "--captions",
+        str(shards / "shards"),
+        "--column",
+        "TEXT",
+        "--out",
+        str(out),
+        "--nltk-data",
+        nltk_data,
+        "--per-shard",
+        str(shards / "per"),
+    ]
     assert main(args) == 0
     names, counts = read_table(out)
     assert names == imagenet.names and counts.tolist() == want.tolist()
@@ -117,8 +145,24 @@ def test_count_parquet_and_tsv(shards, nltk_data, lemmatize, imagenet):
         ("cc_noheader.tsv.gz", "1", ["--no-header"]),
     ]:
         o = shards / f"{col}_ori.tsv"
-        assert main(["count", "--captions", str(shards / path), "--column", col, *extra,
-                     "--out", str(o), "--nltk-data", nltk_data, "--no-sorted"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "count",
+                    "--captions",
+                    str(shards / path),
+                    "--column",
+                    col,
+                    *extra,
+                    "--out",
+                    str(o),
+                    "--nltk-data",
+                    nltk_data,
+                    "--no-sorted",
+                ]
+            )
+            == 0
+        )
         assert read_table(o)[1].tolist() == want.tolist()
         assert not (shards / f"{col}.tsv").exists()
 
@@ -138,16 +182,42 @@ def test_count_datacard(tmp_path, nltk_data):
     card = tmp_path / "datacard.json"
     card.write_text(json.dumps({"robin": 100, "two robins": 20, "goldfish": 7, "crane": 1}))
     out = tmp_path / "metaclip_ori.tsv"
-    assert main(["count", "--datacard", str(card), "--concepts", "imagenet100", "--out", str(out),
-                 "--nltk-data", nltk_data]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "count",
+                "--datacard",
+                str(card),
+                "--concepts",
+                "imagenet100",
+                "--out",
+                str(out),
+                "--nltk-data",
+                nltk_data,
+            ]
+        )
+        == 0
+    )
     names, counts = read_table(out)
     assert len(names) == 100 and names[0] == "American robin"  # label 15, the first of IN-100
     assert counts[0] == 120 and counts.sum() == 120
 
 
 def test_count_errors(tmp_path, capsys):
-    assert main(["count", "--captions", str(tmp_path / "nope.parquet"), "--column", "x",
-                 "--out", str(tmp_path / "o.tsv")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "count",
+                "--captions",
+                str(tmp_path / "nope.parquet"),
+                "--column",
+                "x",
+                "--out",
+                str(tmp_path / "o.tsv"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     assert main(["count", "--captions", str(tmp_path), "--out", str(tmp_path / "o.tsv")]) == 2
     assert "--column" in capsys.readouterr().err
@@ -162,8 +232,19 @@ def test_correlate_aligns_by_name(tmp_path):
     write_count_tables(tmp_path / "a_ori.tsv", names, a)  # writes a.tsv sorted by count too
     write_count_tables(tmp_path / "b_ori.tsv", names, b, sorted_copy=False)
     out = tmp_path / "rho.tsv"
-    assert main(["correlate", f"A={tmp_path / 'a.tsv'}", f"B={tmp_path / 'b_ori.tsv'}",
-                 f"A2={tmp_path / 'a_ori.tsv'}", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "correlate",
+                f"A={tmp_path / 'a.tsv'}",
+                f"B={tmp_path / 'b_ori.tsv'}",
+                f"A2={tmp_path / 'a_ori.tsv'}",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = pd.read_csv(out, sep="\t", index_col=0)
     assert list(m.columns) == list(m.index) == ["A", "B", "A2"]
     from scipy.stats import spearmanr
@@ -178,8 +259,18 @@ def test_correlate_errors(tmp_path, capsys):
     write_count_tables(tmp_path / "a_ori.tsv", ["x", "y"], np.array([1, 2]), sorted_copy=False)
     write_count_tables(tmp_path / "b_ori.tsv", ["x", "z"], np.array([1, 2]), sorted_copy=False)
     assert main(["correlate", f"A={tmp_path / 'a_ori.tsv'}", "--out", str(tmp_path / "m")]) == 2
-    assert main(["correlate", f"A={tmp_path / 'a_ori.tsv'}", f"B={tmp_path / 'b_ori.tsv'}",
-                 "--out", str(tmp_path / "m")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "correlate",
+                f"A={tmp_path / 'a_ori.tsv'}",
+                f"B={tmp_path / 'b_ori.tsv'}",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 2
+    )
     assert "different classes" in capsys.readouterr().err
     assert main(["correlate", "nonsense", "B=x", "--out", str(tmp_path / "m")]) == 2
 
@@ -189,8 +280,19 @@ def test_project_cli_dispatches_to_freq(tmp_path):
 
     write_count_tables(tmp_path / "a_ori.tsv", ["x", "y", "z"], np.array([1, 2, 3]))
     out = tmp_path / "m.tsv"
-    assert project_main(["freq", "correlate", f"A={tmp_path / 'a_ori.tsv'}",
-                         f"B={tmp_path / 'a.tsv'}", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        project_main(
+            [
+                "freq",
+                "correlate",
+                f"A={tmp_path / 'a_ori.tsv'}",
+                f"B={tmp_path / 'a.tsv'}",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.read_text().splitlines()[0] == "\tA\tB"
 
 

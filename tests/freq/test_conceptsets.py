@@ -30,10 +30,17 @@ def test_imagenet_names(imagenet):
 
     names = imagenet.names
     assert len(names) == 1000 and len(set(names)) == 1000
-    differ = {i: (d, z) for i, (d, z) in enumerate(zip(names, open_clip.IMAGENET_CLASSNAMES,
-                                                         strict=True)) if d != z}  # fmt: skip
-    assert differ == {27: ("eft", "newt"), 638: ("maillot", "tights"),
-                      744: ("projectile", "missile"), 836: ("sunglass", "sunglasses")}  # fmt: skip
+    differ = {
+        i: (d, z)
+        for i, (d, z) in enumerate(zip(names, open_clip.IMAGENET_CLASSNAMES, strict=True))
+        if d != z
+    }
+    assert differ == {
+        27: ("eft", "newt"),
+        638: ("maillot", "tights"),
+        744: ("projectile", "missile"),
+        836: ("sunglass", "sunglasses"),
+    }
     assert names == imagenet_desc_names()
 
 
@@ -85,7 +92,10 @@ def test_imagenet100(imagenet):
 def test_phrase_rules():
     assert remove_parenthesised("arcade (passageway) ") == "arcade"
     assert name_phrases("Residential Buildings or Homes or Apartments") == (
-        "residential buildings", "homes", "apartments")  # fmt: skip
+        "residential buildings",
+        "homes",
+        "apartments",
+    )
     assert name_phrases("a / b (c) or d") == ("a", "b", "d")
     assert name_phrases("bakery/shop") == ("bakery/shop",)
 

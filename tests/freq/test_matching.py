@@ -33,9 +33,10 @@ def count(request, lemmatize):
 
 def toy(*classes: tuple) -> ConceptSet:
     """``toy(("name", ["phrase", ...], ["negative", ...]), ...)``; negatives are optional."""
-    return ConceptSet("toy", tuple(
-        ClassQuery(c[0], tuple(c[1]), tuple(c[2]) if len(c) > 2 else ()) for c in classes
-    ))  # fmt: skip
+    return ConceptSet(
+        "toy",
+        tuple(ClassQuery(c[0], tuple(c[1]), tuple(c[2]) if len(c) > 2 else ()) for c in classes),
+    )
 
 
 def hits(count, concepts, text, **kw) -> list[str]:
@@ -53,7 +54,12 @@ def imagenet_hits(count, imagenet, text) -> set[int]:
 
 def test_norm(lemmatize):
     assert norm("Geese, CRANES & sunglasses; mice + cacti!", lemmatize) == [
-        "goose", "crane", "sunglass", "mouse", "cactus"]  # fmt: skip
+        "goose",
+        "crane",
+        "sunglass",
+        "mouse",
+        "cactus",
+    ]
     assert norm("man-eater", lemmatize) == ["man", "eater"]
     assert norm("B52 bomber 1950s", lemmatize) == ["b", "bomber", "s"]
     assert norm("B52 bomber 1950s", lemmatize, keep_digits=True) == ["b52", "bomber", "1950s"]
@@ -140,8 +146,9 @@ def test_steps_split_by_bytes(lemmatize, monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(m.match_pairs(texts), pairs, strict=True))
 
 
-def test_huge_vocabulary_searches_instead_of_a_table(imagenet, imagenet_matcher, lemmatize,
-                                                     monkeypatch):  # fmt: skip
+def test_huge_vocabulary_searches_instead_of_a_table(
+    imagenet, imagenet_matcher, lemmatize, monkeypatch
+):
     import tailstudy.freq.engine as engine
 
     texts = ["a hot dog and a sea lion", "Great White Shark", "tiger cat", "dog", None] * 5
@@ -161,8 +168,9 @@ def test_arrow_input_with_nulls(lemmatize):
     m = Matcher(CAN, lemmatize)
     for typ in (pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.string_view()):
         data = ["dog", None, "can opener"]
-        arr = pa.array([None if x is None else (x.encode() if "binary" in str(typ) else x)
-                        for x in data], typ)  # fmt: skip
+        arr = pa.array(
+            [None if x is None else (x.encode() if "binary" in str(typ) else x) for x in data], typ
+        )
         assert m.count(arr).tolist() == [1, 1]
         assert m.count(arr.slice(1)).tolist() == [1, 0]
     chunked = pa.chunked_array([["dog"], ["dog", "tin opener"]])

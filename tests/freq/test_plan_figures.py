@@ -27,9 +27,14 @@ def _config(tmp_path, **corpora):
 def test_shards_from_globs_are_one_job_per_file_sorted(tmp_path):
     for name in ("part-00001.parquet", "part-00000.parquet", "other.tsv"):
         (tmp_path / name).write_text("")
-    config = _config(tmp_path, laion={"label": "L", "captions": [str(tmp_path / "part-*.parquet"),
-                                                             str(tmp_path / "other.tsv")],
-                                      "column": "TEXT"})  # fmt: skip
+    config = _config(
+        tmp_path,
+        laion={
+            "label": "L",
+            "captions": [str(tmp_path / "part-*.parquet"), str(tmp_path / "other.tsv")],
+            "column": "TEXT",
+        },
+    )
     shards = plan.shards(config, "laion")
     assert list(shards) == ["other", "part-00000", "part-00001"]
     assert shards["part-00000"].column == "TEXT" and shards["other"].path.endswith("other.tsv")
@@ -40,8 +45,15 @@ def test_shards_from_globs_are_one_job_per_file_sorted(tmp_path):
 
 def test_headerless_tsv_corpus_passes_a_field_index(tmp_path):
     (tmp_path / "cc12m.tsv").write_text("http://x/1.jpg\ta goldfish\n")
-    config = _config(tmp_path, cc12m={"label": "CC", "captions": [str(tmp_path / "cc12m.tsv")],
-                                      "column": "1", "header": False})  # fmt: skip
+    config = _config(
+        tmp_path,
+        cc12m={
+            "label": "CC",
+            "captions": [str(tmp_path / "cc12m.tsv")],
+            "column": "1",
+            "header": False,
+        },
+    )
     plan.check(config)
     (shard,) = plan.shards(config, "cc12m").values()
     assert shard.column == "1" and shard.header is False
@@ -55,8 +67,9 @@ def test_duplicate_shard_names_are_rejected(tmp_path):
     (tmp_path / "b").mkdir()
     for d in ("a", "b"):
         (tmp_path / d / "part-0.parquet").write_text("")
-    config = _config(tmp_path, c={"label": "C", "captions": [str(tmp_path / "*/part-0.parquet")],
-                                  "column": "t"})  # fmt: skip
+    config = _config(
+        tmp_path, c={"label": "C", "captions": [str(tmp_path / "*/part-0.parquet")], "column": "t"}
+    )
     with pytest.raises(UserError, match="two shards are named 'part-0'"):
         plan.shards(config, "c")
 
@@ -70,10 +83,13 @@ def test_table_paths_keys_and_needed_tables(tmp_path):
     )
     config["figures"] = {
         "f13": {"plot": "frequency-correlation", "corpora": ["web", "pub"]},
-        "f13b": {"plot": "frequency-correlation", "corpora": ["web", "cls"],
-                 "concept_sets": ["imagenet", "imagenet100"]},
+        "f13b": {
+            "plot": "frequency-correlation",
+            "corpora": ["web", "cls"],
+            "concept_sets": ["imagenet", "imagenet100"],
+        },
         "f2": {"plot": "label-curves", "corpora": ["cls"]},
-    }  # fmt: skip
+    }
     plan.check(config)
     assert plan.table_path(config, "web", "imagenet") == "results/freq/web/imagenet_ori.tsv"
     assert plan.table_path(config, "cls", "imagenet") == "results/variants/web-cls/counts.tsv"
@@ -82,7 +98,10 @@ def test_table_paths_keys_and_needed_tables(tmp_path):
     assert plan.figure_tables(config, "f2") == {"cls@labels": "results/variants/web-cls/counts.tsv"}
     assert set(plan.figure_tables(config, "f13")) == {"web@imagenet", "pub@imagenet"}
     assert set(plan.figure_tables(config, "f13b")) == {
-        "web@imagenet", "web@imagenet100", "cls@labels"}  # fmt: skip
+        "web@imagenet",
+        "web@imagenet100",
+        "cls@labels",
+    }
     config["figures"]["f13"]["concept_sets"] = ["imagenet", "imagenet100"]
     with pytest.raises(UserError, match="but its table is for imagenet"):
         plan.check(config)  # a published table holds one concept set
@@ -94,26 +113,44 @@ def test_table_paths_keys_and_needed_tables(tmp_path):
     [
         ({"label": "W", "dataset": "nope"}, None, "corpus c reads unknown dataset 'nope'"),
         ({"label": "W", "labels": "nope"}, None, "corpus c reads unknown variant 'nope'"),
-        ({"label": "W", "dataset": "web"}, {"plot": "frequency-ranks", "panels": [["c"]]},
-         "figure f (frequency-ranks) needs rank_by"),
-        ({"label": "W", "dataset": "web"}, {"plot": "label-curves", "corpora": ["c", "d"]},
-         "figure f names unknown corpus 'd'"),
-        ({"label": "W", "dataset": "web"},
-         {"plot": "label-curves", "corpora": ["c"], "concept_sets": ["cub"]},
-         "figure f uses concept set 'cub', not in frequency.concept_sets"),
-        ({"label": "W", "dataset": "web"},
-         {"plot": "label-curves", "corpora": ["c"], "concept_sets": ["imagenet", "imagenet100"]},
-         "figure f (label-curves) draws one concept set; name one"),
-        ({"label": "W", "dataset": "web", "column": "TEXT"}, None,
-         "corpus c: column only applies to captions shards"),
+        (
+            {"label": "W", "dataset": "web"},
+            {"plot": "frequency-ranks", "panels": [["c"]]},
+            "figure f (frequency-ranks) needs rank_by",
+        ),
+        (
+            {"label": "W", "dataset": "web"},
+            {"plot": "label-curves", "corpora": ["c", "d"]},
+            "figure f names unknown corpus 'd'",
+        ),
+        (
+            {"label": "W", "dataset": "web"},
+            {"plot": "label-curves", "corpora": ["c"], "concept_sets": ["cub"]},
+            "figure f uses concept set 'cub', not in frequency.concept_sets",
+        ),
+        (
+            {"label": "W", "dataset": "web"},
+            {"plot": "label-curves", "corpora": ["c"], "concept_sets": ["imagenet", "imagenet100"]},
+            "figure f (label-curves) draws one concept set; name one",
+        ),
+        (
+            {"label": "W", "dataset": "web", "column": "TEXT"},
+            None,
+            "corpus c: column only applies to captions shards",
+        ),
         ({"label": "W", "captions": ["x.parquet"]}, None, "corpus c: caption shards need a column"),
-        ({"label": "W", "table": "t.txt", "concept_set": "imagenet100"},
-         {"plot": "tail-classes", "corpora": ["c"]},
-         "figure f needs corpus c for concept set imagenet, but its table is for imagenet100"),
-        ({"label": "W", "dataset": "web", "labels": "web-cls"}, None,
-         "corpus c needs exactly one of"),
+        (
+            {"label": "W", "table": "t.txt", "concept_set": "imagenet100"},
+            {"plot": "tail-classes", "corpora": ["c"]},
+            "figure f needs corpus c for concept set imagenet, but its table is for imagenet100",
+        ),
+        (
+            {"label": "W", "dataset": "web", "labels": "web-cls"},
+            None,
+            "corpus c needs exactly one of",
+        ),
     ],
-)  # fmt: skip
+)
 def test_cross_reference_errors(tmp_path, corpus, figure, message):
     config = _config(tmp_path, c=corpus)
     if figure:
@@ -199,8 +236,9 @@ def test_render_writes_pdf_png_csv(tables, tmp_path):
     from tailstudy.figures import render
 
     inputs, _ = tables
-    render({"plot": "frequency-correlation", **_spec(corpora=["a", "b"])}, inputs,
-           tmp_path / "fig.pdf")  # fmt: skip
+    render(
+        {"plot": "frequency-correlation", **_spec(corpora=["a", "b"])}, inputs, tmp_path / "fig.pdf"
+    )
     assert (tmp_path / "fig.png").stat().st_size > 1000
     assert pd.read_csv(tmp_path / "fig.csv").shape == (1, 4)
 

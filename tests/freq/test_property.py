@@ -13,11 +13,51 @@ from tailstudy.freq.conceptsets import ClassQuery, ConceptSet
 from tailstudy.freq.engine import Matcher
 from tailstudy.freq.reference import reference_counts, reference_matches
 
-VOCAB = ["dog", "dogs", "cat", "cats", "geese", "goose", "can", "opener", "tin", "cannot",
-         "wanna", "wan", "na", "sea", "lion", "lions", "horse", "sorrel", "leaves", "leaf",
-         "random", "access", "ram", "b52", "3d", "x"]  # fmt: skip
-NOISE = ["the", "a", "of", "photo", "Photo", "DOG", "Sea-Lion", "İstanbul", "\u212aat", "café",
-         "日本", "😀", "1950s", "", "s"]  # fmt: skip
+VOCAB = [
+    "dog",
+    "dogs",
+    "cat",
+    "cats",
+    "geese",
+    "goose",
+    "can",
+    "opener",
+    "tin",
+    "cannot",
+    "wanna",
+    "wan",
+    "na",
+    "sea",
+    "lion",
+    "lions",
+    "horse",
+    "sorrel",
+    "leaves",
+    "leaf",
+    "random",
+    "access",
+    "ram",
+    "b52",
+    "3d",
+    "x",
+]
+NOISE = [
+    "the",
+    "a",
+    "of",
+    "photo",
+    "Photo",
+    "DOG",
+    "Sea-Lion",
+    "İstanbul",
+    "\u212aat",
+    "café",
+    "日本",
+    "😀",
+    "1950s",
+    "",
+    "s",
+]
 SEPS = [" ", "  ", ", ", "-", "_", "/", "\t", "\n", "!", "'", "1", ""]
 
 words = st.sampled_from(VOCAB + NOISE)
@@ -33,14 +73,15 @@ captions = st.one_of(
 phrase = st.lists(st.sampled_from(VOCAB), min_size=1, max_size=3).map(" ".join)
 classes = st.lists(
     st.tuples(st.lists(phrase, min_size=1, max_size=3), st.lists(phrase, max_size=2)),
-    min_size=1, max_size=6,
-)  # fmt: skip
+    min_size=1,
+    max_size=6,
+)
 
 
 def concept_set(spec) -> ConceptSet:
-    return ConceptSet("random", tuple(
-        ClassQuery(f"c{i}", tuple(p), tuple(n)) for i, (p, n) in enumerate(spec)
-    ))  # fmt: skip
+    return ConceptSet(
+        "random", tuple(ClassQuery(f"c{i}", tuple(p), tuple(n)) for i, (p, n) in enumerate(spec))
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -57,8 +98,11 @@ def test_engine_equals_reference(lemmatize, spec, corpus, keep_digits, batch_siz
     weights = [len(str(c)) % 5 + 1 for c in corpus] if weighted else None
     expected = reference_counts(corpus, concepts, lemmatize, weights, keep_digits)
     m = Matcher(concepts, lemmatize, keep_digits=keep_digits, batch_size=batch_size)
-    texts = pa.array([c if isinstance(c, str) else None for c in corpus], pa.string()) if arrow \
-        else corpus  # fmt: skip
+    texts = (
+        pa.array([c if isinstance(c, str) else None for c in corpus], pa.string())
+        if arrow
+        else corpus
+    )
     assert m.count(texts, weights).tolist() == expected.tolist()
 
 
@@ -114,9 +158,13 @@ def test_contraction_words():
     from tailstudy.freq.engine import contraction_words
 
     assert contraction_words() == {
-        "cannot": ("can", "not"), "gimme": ("gim", "me"), "gonna": ("gon", "na"),
-        "gotta": ("got", "ta"), "lemme": ("lem", "me"), "wanna": ("wan", "na"),
-    }  # fmt: skip
+        "cannot": ("can", "not"),
+        "gimme": ("gim", "me"),
+        "gonna": ("gon", "na"),
+        "gotta": ("got", "ta"),
+        "lemme": ("lem", "me"),
+        "wanna": ("wan", "na"),
+    }
 
 
 def test_old_nltk_is_refused(lemmatize):

@@ -23,8 +23,11 @@ def test_special_chars_are_all_non_ascii_chars_that_lower_to_ascii_alnum():
     lowered = "\x00".join(chars).lower().split("\x00")
     assert len(lowered) == len(chars)
     alnum = re.compile(r"[a-zA-Z0-9]")
-    found = {c: reference_text(lo, True) for c, lo in zip(chars, lowered, strict=True)
-             if alnum.search(lo)}  # fmt: skip
+    found = {
+        c: reference_text(lo, True)
+        for c, lo in zip(chars, lowered, strict=True)
+        if alnum.search(lo)
+    }
     assert found == SPECIAL_CHARS
     # and what they become is the same with digits dropped (no digits involved)
     assert {c: reference_text(c, False) for c in found} == SPECIAL_CHARS
@@ -84,13 +87,32 @@ def tokenize():
     return lambda s: nltk.word_tokenize(s, preserve_line=True)
 
 
-WORDS = ["cannot", "gimme", "gonna", "gotta", "lemme", "wanna", "can", "not", "wan", "na",
-         "dog", "x", "a1", "2cannot", "cannot2", "gonnaa", "wannabe"]  # fmt: skip
+WORDS = [
+    "cannot",
+    "gimme",
+    "gonna",
+    "gotta",
+    "lemme",
+    "wanna",
+    "can",
+    "not",
+    "wan",
+    "na",
+    "dog",
+    "x",
+    "a1",
+    "2cannot",
+    "cannot2",
+    "gonnaa",
+    "wannabe",
+]
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(WORDS) | st.text("abcdgmnot0 ", min_size=1, max_size=8),
-                max_size=8), st.text(" ", max_size=3))  # fmt: skip
+@given(
+    st.lists(st.sampled_from(WORDS) | st.text("abcdgmnot0 ", min_size=1, max_size=8), max_size=8),
+    st.text(" ", max_size=3),
+)
 def test_tokenizer_is_word_local(tokenize, words, pad):
     """On text of [a-z0-9 ] NLTK's tokens are the concatenation of each word's tokens."""
     text = pad + " ".join(words) + pad

@@ -19,9 +19,36 @@ from tailstudy.freq.engine import (
     word_spans,
 )
 
-PIECES = ["dog", "DOG", "Sea-Lion", "İstanbul", "KİLİM", "\u212aelvin", "x\u212a\u212ay", "\u212a",
-          "İ", "café", "日本", "😀", "1950s", "b52", "", " ", "  ", "\t", "\n", "\x00", "\x15",
-          "\x19x", "-", "a", "Z", "\u0130\u212a", "ΣΑΣ", "\ud800"]  # fmt: skip
+PIECES = [
+    "dog",
+    "DOG",
+    "Sea-Lion",
+    "İstanbul",
+    "KİLİM",
+    "\u212aelvin",
+    "x\u212a\u212ay",
+    "\u212a",
+    "İ",
+    "café",
+    "日本",
+    "😀",
+    "1950s",
+    "b52",
+    "",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\x00",
+    "\x15",
+    "\x19x",
+    "-",
+    "a",
+    "Z",
+    "\u0130\u212a",
+    "ΣΑΣ",
+    "\ud800",
+]
 captions = st.one_of(
     st.lists(st.sampled_from(PIECES), max_size=6).map("".join),
     st.text(max_size=12),
@@ -82,8 +109,9 @@ def spans_of(words: list[bytes], seps: list[bytes]) -> tuple[np.ndarray, np.ndar
 def check_find(index: WordIndex, words: list[str]) -> int:
     """``index.find`` on ``words`` separated by random spaces equals set membership."""
     rng = random.Random(len(words))
-    buf, start, end = spans_of([w.encode() for w in words],
-                               [b" " * rng.randint(1, 3) for _ in words])  # fmt: skip
+    buf, start, end = spans_of(
+        [w.encode() for w in words], [b" " * rng.randint(1, 3) for _ in words]
+    )
     assert len(start) == len(words)  # words are runs of [a-z0-9]
     at, entry = index.find(buf, start, end)
     listed = {w: i for i, w in enumerate(index.words)}
@@ -100,9 +128,25 @@ def near_misses(word: str) -> list[str]:
     return [m for m in misses if m]
 
 
-WORDS = ["a", "dog", "dogs", "goose", "geese", "sunglass", "sunglasses", "abcdefgh", "abcdefghi",
-         "abcdefghabcdefgh", "abcdefghxabcdefgh", "abcdefghxxabcdefgh",
-         "thisisaverylongwordindeed", "thisisaverylongwordinbeed", "b52", "3d", "0"]  # fmt: skip
+WORDS = [
+    "a",
+    "dog",
+    "dogs",
+    "goose",
+    "geese",
+    "sunglass",
+    "sunglasses",
+    "abcdefgh",
+    "abcdefghi",
+    "abcdefghabcdefgh",
+    "abcdefghxabcdefgh",
+    "abcdefghxxabcdefgh",
+    "thisisaverylongwordindeed",
+    "thisisaverylongwordinbeed",
+    "b52",
+    "3d",
+    "0",
+]
 
 
 @pytest.mark.parametrize("table_bits", [None, 3, 1])
@@ -126,8 +170,9 @@ def test_word_index_random_lists():
     for n in (0, 1, 2, 5, 100, 4000):
         words = sorted({"".join(rng.choices("abcdez019", k=rng.randint(1, 24))) for _ in range(n)})
         index = WordIndex(words, seed=n)
-        corpus = words + ["".join(rng.choices("abcdez019", k=rng.randint(1, 24)))
-                          for _ in range(2000)]  # fmt: skip
+        corpus = words + [
+            "".join(rng.choices("abcdez019", k=rng.randint(1, 24))) for _ in range(2000)
+        ]
         rng.shuffle(corpus)
         assert check_find(index, corpus) >= len(words)
 

@@ -66,8 +66,13 @@ def _write_files(writer: ShardWriter, keys, paths, exts, name: str) -> None:
             raise UserError(f"cannot read image {path}: {e.strerror}") from None
         writer.write(key, ext, data)
         if (i + 1) % 20_000 == 0:
-            log.info("%s: %d / %d images copied (%.0f/s)", name, i + 1, len(keys),
-                     (i + 1) / (time.perf_counter() - t0))  # fmt: skip
+            log.info(
+                "%s: %d / %d images copied (%.0f/s)",
+                name,
+                i + 1,
+                len(keys),
+                (i + 1) / (time.perf_counter() - t0),
+            )
 
 
 # --- image folders ------------------------------------------------------------------------------
@@ -94,8 +99,16 @@ def build_image_folder(spec: dict, out: Path, name: str) -> dict:
             if ext is None:
                 skipped += 1
                 continue
-            rows.append({"key": _key(f"{c.wnid}_{p.stem}"), "label": label, "caption": "",
-                         "wnid": c.wnid, "path": f"{folder}/{p.name}", "ext": ext})  # fmt: skip
+            rows.append(
+                {
+                    "key": _key(f"{c.wnid}_{p.stem}"),
+                    "label": label,
+                    "caption": "",
+                    "wnid": c.wnid,
+                    "path": f"{folder}/{p.name}",
+                    "ext": ext,
+                }
+            )
     if skipped:
         log.warning("%s: skipped %d files that are not .jpg/.jpeg/.png", root, skipped)
     index = pd.DataFrame(rows, columns=["key", "label", "caption", "wnid", "path", "ext"])
@@ -107,9 +120,14 @@ def build_image_folder(spec: dict, out: Path, name: str) -> dict:
     with ShardWriter(out, name) as writer:
         _write_files(writer, index["key"], [root / p for p in index["path"]], index["ext"], name)
     return finish_dataset(
-        out, name, index.drop(columns="ext"), writer, _class_list(concepts),
-        {"source": "image-folder", **spec}, _image_size(spec),
-    )  # fmt: skip
+        out,
+        name,
+        index.drop(columns="ext"),
+        writer,
+        _class_list(concepts),
+        {"source": "image-folder", **spec},
+        _image_size(spec),
+    )
 
 
 def _image_size(spec: dict) -> tuple[int, int]:
@@ -160,8 +178,12 @@ def build_imagenet_captions(spec: dict, out: Path, name: str) -> dict:
     concepts = imagenet_concepts()
     label_of = {c.wnid: c.index for c in concepts}
     keep = records["wnid"].isin(label_of)
-    log.info("%s: %d records, %d of ImageNet-1k classes", spec["captions_json"], len(records),
-             int(keep.sum()))  # fmt: skip
+    log.info(
+        "%s: %d records, %d of ImageNet-1k classes",
+        spec["captions_json"],
+        len(records),
+        int(keep.sum()),
+    )
     df = records[keep].reset_index(drop=True)
     if df.empty:
         raise UserError(f"{spec['captions_json']}: no record has an ImageNet-1k wnid")
@@ -177,18 +199,29 @@ def build_imagenet_captions(spec: dict, out: Path, name: str) -> dict:
     dup = stems.groupby(stems).cumcount()
     df.insert(0, "key", [s if d == 0 else f"{s}-{d}" for s, d in zip(stems, dup, strict=True)])
     df.insert(1, "label", df["wnid"].map(label_of).astype(np.int32))
-    df.insert(2, "caption", [incaps_caption(t, g, d) for t, g, d in
-                             zip(df["title"], df["tags"], df["description"], strict=True)])  # fmt: skip
+    df.insert(
+        2,
+        "caption",
+        [
+            incaps_caption(t, g, d)
+            for t, g, d in zip(df["title"], df["tags"], df["description"], strict=True)
+        ],
+    )
     exts = [IMAGE_SUFFIXES.get(p.suffix.lower(), "jpg") for p in paths]
     with ShardWriter(out, name) as writer:
         _write_files(writer, df["key"], paths, exts, name)
     counts = df["label"].value_counts()
     log.info("%s: %d images, %d non-empty classes", name, len(df), len(counts))
     return finish_dataset(
-        out, name, df, writer, _class_list(concepts),
-        {"source": "imagenet-captions", **spec}, _image_size(spec),
+        out,
+        name,
+        df,
+        writer,
+        _class_list(concepts),
+        {"source": "imagenet-captions", **spec},
+        _image_size(spec),
         {"nonzero_classes": int(len(counts)), "duplicate_filenames": int((dup > 0).sum())},
-    )  # fmt: skip
+    )
 
 
 # --- downloaded sets ----------------------------------------------------------------------------
@@ -228,8 +261,10 @@ def build_downloaded(spec: dict, out: Path, name: str, downloads: Path) -> dict:
         for s in manifest["shards"]:
             for rid, ext, data in iter_successes(downloads / s["shard"], s["img2dataset_shards"]):
                 if rid not in labels_of:
-                    raise UserError(f"download shard {s['shard']} holds row {rid}, not in the "
-                                    "URL table: delete it and rerun the download")  # fmt: skip
+                    raise UserError(
+                        f"download shard {s['shard']} holds row {rid}, not in the "
+                        "URL table: delete it and rerun the download"
+                    )
                 if not decodable(data):
                     bad.append(rid)
                     continue
@@ -239,8 +274,13 @@ def build_downloaded(spec: dict, out: Path, name: str, downloads: Path) -> dict:
                     for label in labels_of[rid]:
                         writer.write(f"{rid}-{int(label)}", ext, data)
                 got.add(rid)
-            log.info("%s: shard %s re-packed (%d images so far, %.0f s)", name, s["shard"],
-                     len(got), time.perf_counter() - t0)  # fmt: skip
+            log.info(
+                "%s: shard %s re-packed (%d images so far, %.0f s)",
+                name,
+                s["shard"],
+                len(got),
+                time.perf_counter() - t0,
+            )
     rows = urls[urls["row_id"].isin(got)].copy()
     if rows.empty:
         raise UserError(f"dataset {name}: no image was downloaded")
@@ -258,16 +298,35 @@ def build_downloaded(spec: dict, out: Path, name: str, downloads: Path) -> dict:
     rows = rows.reset_index(drop=True)
     nonzero = int(rows["label"].nunique())
     if bad:
-        log.warning("%s: left out %d downloaded images that do not decode (row ids %s)", name,
-                    len(bad), ", ".join(map(str, bad[:5])))  # fmt: skip
-    log.info("%s: %d rows from %d of %d URLs, %d non-empty classes", name, len(rows), len(got),
-             manifest["n_urls"], nonzero)  # fmt: skip
+        log.warning(
+            "%s: left out %d downloaded images that do not decode (row ids %s)",
+            name,
+            len(bad),
+            ", ".join(map(str, bad[:5])),
+        )
+    log.info(
+        "%s: %d rows from %d of %d URLs, %d non-empty classes",
+        name,
+        len(rows),
+        len(got),
+        manifest["n_urls"],
+        nonzero,
+    )
     return finish_dataset(
-        out, name, rows, writer, _class_list(concepts), {"source": kind, **spec},
+        out,
+        name,
+        rows,
+        writer,
+        _class_list(concepts),
+        {"source": kind, **spec},
         _image_size(spec),
-        {"nonzero_classes": nonzero, "n_urls": manifest["n_urls"], "images": len(got),
-         "undecodable": len(bad)},
-    )  # fmt: skip
+        {
+            "nonzero_classes": nonzero,
+            "n_urls": manifest["n_urls"],
+            "images": len(got),
+            "undecodable": len(bad),
+        },
+    )
 
 
 def build_real_dataset(spec: dict, out: str | Path, name: str, downloads: str | Path | None):

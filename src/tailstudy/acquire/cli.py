@@ -47,17 +47,27 @@ def cmd_lemmas(a: argparse.Namespace) -> None:
     table = lemma_table()
     write_lemmas(a.out, table)
     dropped = sorted({c.wnid for c in imagenet_concepts()} - set(table.values()))
-    log.info("%d unique lemmas for %d synsets; %d synsets have none: %s", len(table),
-             len(set(table.values())), len(dropped), ", ".join(dropped))  # fmt: skip
+    log.info(
+        "%d unique lemmas for %d synsets; %d synsets have none: %s",
+        len(table),
+        len(set(table.values())),
+        len(dropped),
+        ", ".join(dropped),
+    )
 
 
 def cmd_laionet_label(a: argparse.Namespace) -> None:
     from tailstudy.acquire.laionet import label_part, read_lemmas
 
     counts = label_part(
-        a.metadata, a.part, read_lemmas(a.lemmas), a.out, url_column=a.url_column,
-        caption_column=a.caption_column, nsfw_column=a.nsfw_column or None,
-    )  # fmt: skip
+        a.metadata,
+        a.part,
+        read_lemmas(a.lemmas),
+        a.out,
+        url_column=a.url_column,
+        caption_column=a.caption_column,
+        nsfw_column=a.nsfw_column or None,
+    )
     log.info("part %d: %s", a.part, counts)
 
 
@@ -84,8 +94,14 @@ def cmd_laionet_filter(a: argparse.Namespace) -> None:
 def cmd_cls_match(a: argparse.Namespace) -> None:
     from tailstudy.acquire.cls import match_part
 
-    counts = match_part(a.metadata, a.part, a.out, url_column=a.url_column,
-                        caption_column=a.caption_column, header=not a.no_header)  # fmt: skip
+    counts = match_part(
+        a.metadata,
+        a.part,
+        a.out,
+        url_column=a.url_column,
+        caption_column=a.caption_column,
+        header=not a.no_header,
+    )
     log.info("%s: %s", a.metadata, counts)
 
 
@@ -109,8 +125,13 @@ def cmd_download_manifest(a: argparse.Namespace) -> None:
 
     m = write_manifest(a.dataset, a.stats, a.out)
     rate = m["success_rate"]
-    log.info("%s: %d of %d images downloaded (%s)", a.dataset, m["successes"], m["n_urls"],
-             "n/a" if rate is None else f"{rate:.1%}")  # fmt: skip
+    log.info(
+        "%s: %d of %d images downloaded (%s)",
+        a.dataset,
+        m["successes"],
+        m["n_urls"],
+        "n/a" if rate is None else f"{rate:.1%}",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,8 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("laionet-similarity", help="caption-to-definition similarity of a part")
     s.add_argument("--rows", required=True, type=Path, help="labelled part (Parquet)")
-    s.add_argument("--encoder", required=True,
-                   help='JSON: {"open_clip": arch, "pretrained": tag|file} or {..., "checkpoint"}')  # fmt: skip
+    s.add_argument(
+        "--encoder",
+        required=True,
+        help='JSON: {"open_clip": arch, "pretrained": tag|file} or {..., "checkpoint"}',
+    )
     s.add_argument("--batch-size", type=int, default=1024)
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.add_argument("--threads", type=int, help="torch CPU threads")
@@ -144,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("laionet-filter", help="NSFW filter and threshold -> URL table")
     s.add_argument("--rows", required=True, nargs="+", type=Path, help="similarity parts")
     s.add_argument("--threshold", required=True, type=float, help="keep similarity > this")
-    s.add_argument("--nsfw-keep", nargs="*", default=["UNLIKELY"],
-                   help="NSFW tags kept (none: no NSFW filter)")  # fmt: skip
+    s.add_argument(
+        "--nsfw-keep", nargs="*", default=["UNLIKELY"], help="NSFW tags kept (none: no NSFW filter)"
+    )
     s.add_argument("--out", required=True, type=Path)
     s.set_defaults(func=cmd_laionet_filter)
 

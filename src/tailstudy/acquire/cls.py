@@ -120,18 +120,32 @@ def match_part(
                 rows.insert(0, "row_id", ids[pos])
                 rows["label"] = np.int32(label)
                 frames.append(rows)
-        log.info("%s: %d rows matched (%.0f rows/s), %d (image, class) rows so far", path, start,
-                 start / max(time.perf_counter() - t0, 1e-9),
-                 sum(len(f) for f in frames))  # fmt: skip
+        log.info(
+            "%s: %d rows matched (%.0f rows/s), %d (image, class) rows so far",
+            path,
+            start,
+            start / max(time.perf_counter() - t0, 1e-9),
+            sum(len(f) for f in frames),
+        )
     if frames:
         df = pd.concat(frames, ignore_index=True).sort_values(["label", "row_id"], kind="stable")
     else:
-        df = pd.DataFrame({"row_id": pd.Series([], dtype=np.int64), "url": [], "caption": [],
-                           "label": pd.Series([], dtype=np.int32)})  # fmt: skip
+        df = pd.DataFrame(
+            {
+                "row_id": pd.Series([], dtype=np.int64),
+                "url": [],
+                "caption": [],
+                "label": pd.Series([], dtype=np.int32),
+            }
+        )
     with atomic_path(out, suffix=".parquet") as tmp:
         df.reset_index(drop=True).to_parquet(tmp, index=False)
-    return {"rows": start, "matches": len(df), "images": int(df["row_id"].nunique()),
-            "classes": int(df["label"].nunique())}  # fmt: skip
+    return {
+        "rows": start,
+        "matches": len(df),
+        "images": int(df["row_id"].nunique()),
+        "classes": int(df["label"].nunique()),
+    }
 
 
 def collect_urls(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, dict]:

@@ -61,8 +61,15 @@ class DownloadSettings:
     user_agent_token: str | None = None
 
     #: settings that change the bytes written: a change restarts a shard from scratch
-    CONTENT = ("image_size", "resize_mode", "resize_only_if_bigger", "skip_reencode",
-               "encode_format", "encode_quality", "samples_per_shard")  # fmt: skip
+    CONTENT = (
+        "image_size",
+        "resize_mode",
+        "resize_only_if_bigger",
+        "skip_reencode",
+        "encode_format",
+        "encode_quality",
+        "samples_per_shard",
+    )
 
     @classmethod
     def from_dict(cls, d: dict | None) -> DownloadSettings:
@@ -263,13 +270,19 @@ def download_shard(
             tmp.write_text(fp + "\n")
         n_parts = math.ceil(len(rows) / settings.samples_per_shard)
         done = len(list(folder.glob("*_stats.json"))) if folder.exists() else 0
-        log.info("%s: %d URLs in %d img2dataset shards (%d already done)", work, len(rows),
-                 n_parts, done)  # fmt: skip
+        log.info(
+            "%s: %d URLs in %d img2dataset shards (%d already done)", work, len(rows), n_parts, done
+        )
         if done < n_parts:
             run_img2dataset(slice_file, folder, settings)
         stats = summarise(name, len(rows), read_img2dataset_stats(folder, n_parts))
-    log.info("%s: %d of %d downloaded; failures by reason: %s", work, stats["successes"],
-             stats["n_urls"], stats["by_reason"])  # fmt: skip
+    log.info(
+        "%s: %d of %d downloaded; failures by reason: %s",
+        work,
+        stats["successes"],
+        stats["n_urls"],
+        stats["by_reason"],
+    )
     check_success_rate(stats, settings, str(work))
     write_json(out, stats)
     return stats

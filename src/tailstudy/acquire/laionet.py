@@ -136,9 +136,13 @@ def label_part(
             rows.insert(0, "row_id", ids[single])
             rows["wnid"] = [next(iter(labels[i])) for i in single]
             kept.append(rows)
-        log.info("part %d: %d rows labelled (%.0f rows/s), %d single-label so far", part,
-                 start, start / max(time.perf_counter() - t0, 1e-9),
-                 sum(len(k) for k in kept))  # fmt: skip
+        log.info(
+            "part %d: %d rows labelled (%.0f rows/s), %d single-label so far",
+            part,
+            start,
+            start / max(time.perf_counter() - t0, 1e-9),
+            sum(len(k) for k in kept),
+        )
     df = pd.concat(kept, ignore_index=True) if kept else _empty_labelled(nsfw_column)
     counts["single_label"] = len(df)
     counts["classes"] = int(df["wnid"].nunique())
@@ -252,8 +256,12 @@ def similarity_part(
         emb = encode_texts(model, tokenizer, captions[start : start + step], batch_size)
         sims[start : start + len(emb)] = (emb * queries[qi[start : start + len(emb)]]).sum(-1)
         done = start + len(emb)
-        log.info("similarity: %d / %d captions (%.0f/s)", done, len(df),
-                 done / max(time.perf_counter() - t0, 1e-9))  # fmt: skip
+        log.info(
+            "similarity: %d / %d captions (%.0f/s)",
+            done,
+            len(df),
+            done / max(time.perf_counter() - t0, 1e-9),
+        )
     df["similarity"] = sims
     _write_parquet(out, df)
     return {"rows": len(df), "mean_similarity": float(sims.mean()) if len(sims) else None}

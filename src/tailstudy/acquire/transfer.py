@@ -64,26 +64,51 @@ log = logging.getLogger(__name__)
 
 #: key -> (torchvision class, fixed kwargs, {our split: torchvision split}, metric)
 TRANSFER_SETS: dict[str, tuple[str, dict, dict, str]] = {
-    "aircraft": ("FGVCAircraft", {"annotation_level": "variant"},
-                 {"train": "train", "val": "val", "test": "test"}, "mean_per_class"),
+    "aircraft": (
+        "FGVCAircraft",
+        {"annotation_level": "variant"},
+        {"train": "train", "val": "val", "test": "test"},
+        "mean_per_class",
+    ),
     "cars": ("StanfordCars", {}, {"train": "train", "test": "test"}, "top1"),
     "cifar10": ("CIFAR10", {}, {"train": True, "test": False}, "top1"),
     "cifar100": ("CIFAR100", {}, {"train": True, "test": False}, "top1"),
     "dtd": ("DTD", {"partition": 1}, {"train": "train", "val": "val", "test": "test"}, "top1"),
-    "flowers": ("Flowers102", {}, {"train": "train", "val": "val", "test": "test"},
-                "mean_per_class"),
+    "flowers": (
+        "Flowers102",
+        {},
+        {"train": "train", "val": "val", "test": "test"},
+        "mean_per_class",
+    ),
     "food": ("Food101", {}, {"train": "train", "test": "test"}, "top1"),
     "pets": ("OxfordIIITPet", {}, {"train": "trainval", "test": "test"}, "mean_per_class"),
-}  # fmt: skip
+}
 
 #: sets read here from their own files: key -> metric
 OWN_SETS: dict[str, str] = {"caltech101": "mean_per_class", "sun397": "top1", "voc2007": "map11"}
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
     "tvmonitor",
-)  # fmt: skip
+)
 
 VAL_FRACTION = 0.2
 
@@ -252,8 +277,16 @@ def _write_own(key: str, root: Path, name: str, writer: ShardWriter, rows: list)
             ext, data, _ = _encode(str(path))
             k = f"{ours}-{i:06d}"
             writer.write(k, ext, data)
-            rows.append({"key": k, "label": label, "caption": "", "split": split_of[i],
-                         "path": str(path.relative_to(root)), **extra})  # fmt: skip
+            rows.append(
+                {
+                    "key": k,
+                    "label": label,
+                    "caption": "",
+                    "split": split_of[i],
+                    "path": str(path.relative_to(root)),
+                    **extra,
+                }
+            )
         log.info("%s: %s split, %d images", name, ours, len(samples))
     return classes
 
@@ -274,8 +307,15 @@ def _write_torchvision(key: str, root: Path, name: str, writer: ShardWriter, row
             ext, data, path = _encode(sample)
             k = f"{ours}-{i:06d}"
             writer.write(k, ext, data)
-            rows.append({"key": k, "label": int(label), "caption": "", "split": split_of[i],
-                         "path": str(Path(path).relative_to(root)) if path else ""})  # fmt: skip
+            rows.append(
+                {
+                    "key": k,
+                    "label": int(label),
+                    "caption": "",
+                    "split": split_of[i],
+                    "path": str(Path(path).relative_to(root)) if path else "",
+                }
+            )
         log.info("%s: %s split, %d images", name, ours, len(ds))
     return [(c, c) for c in classes]
 
@@ -297,6 +337,12 @@ def build_transfer(spec: dict, out: Path, name: str) -> dict:
     index = pd.DataFrame(rows)
     counts = index["split"].value_counts().to_dict()
     return finish_dataset(
-        out, name, index, writer, classes, {"source": "transfer", **spec},
-        _image_size(spec), {"metric": metric, "splits": {k: int(v) for k, v in counts.items()}},
-    )  # fmt: skip
+        out,
+        name,
+        index,
+        writer,
+        classes,
+        {"source": "transfer", **spec},
+        _image_size(spec),
+        {"metric": metric, "splits": {k: int(v) for k, v in counts.items()}},
+    )

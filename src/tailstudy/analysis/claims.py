@@ -41,9 +41,18 @@ def evaluate_claims(claims: list[dict], tables: list[Path], out: str | Path) -> 
         for s in seeds:
             diff = a[s] - b[s]
             ok = diff > 0 if c["expect"] == "greater" else diff < 0
-            rows.append({"claim": c["id"], "text": c["text"], "statistic": c["statistic"],
-                         "expect": f"a {'>' if c['expect'] == 'greater' else '<'} b", "seed": s,
-                         "a": a[s], "b": b[s], "holds": bool(ok)})  # fmt: skip
+            rows.append(
+                {
+                    "claim": c["id"],
+                    "text": c["text"],
+                    "statistic": c["statistic"],
+                    "expect": f"a {'>' if c['expect'] == 'greater' else '<'} b",
+                    "seed": s,
+                    "a": a[s],
+                    "b": b[s],
+                    "holds": bool(ok),
+                }
+            )
     res = pd.DataFrame(rows)
     res["claim_holds"] = res.groupby("claim")["holds"].transform("all")
     with atomic_path(out) as tmp:

@@ -13,8 +13,14 @@ def collect(study: str, eval_dirs: list[Path], out: str | Path) -> pd.DataFrame:
     rows = []
     for d in eval_dirs:
         s = read_json(Path(d) / "summary.json")
-        rows.append({"study": study, "run_id": s["run_id"], **s["factors"],
-                     **{k: v for k, v in s.items() if k not in ("factors", "run_id", "job")}})  # fmt: skip
+        rows.append(
+            {
+                "study": study,
+                "run_id": s["run_id"],
+                **s["factors"],
+                **{k: v for k, v in s.items() if k not in ("factors", "run_id", "job")},
+            }
+        )
     if not rows:
         raise UserError(f"study {study} has no evaluated runs")
     table = pd.DataFrame(rows).sort_values("run_id").reset_index(drop=True)

@@ -99,9 +99,11 @@ def build_captions(index: pd.DataFrame, classes: pd.DataFrame, spec: dict) -> pd
             continue
         name = rng.choice(lemmas[label]) if use_synset else names[label]
         body = caption_body(
-            getattr(row, "title", ""), getattr(row, "tags", None), getattr(row, "description", ""),
+            getattr(row, "title", ""),
+            getattr(row, "tags", None),
+            getattr(row, "description", ""),
             fields,
-        )  # fmt: skip
+        )
         if not fields:
             cap = pick_template(rng)(name)
         elif prefix:
@@ -246,8 +248,11 @@ def threshold_sample(
                 f"{len(pool)}"
             )
         d = d.drop(pool.sample(n=excess, random_state=seed).index)
-    stats = {"above_threshold": int(len(above)), "topped_up": int(len(lost)),
-             "dropped": int(max(excess, 0))}  # fmt: skip
+    stats = {
+        "above_threshold": int(len(above)),
+        "topped_up": int(len(lost)),
+        "dropped": int(max(excess, 0)),
+    }
     return d.sort_values("row_id", kind="stable").reset_index(drop=True), stats
 
 
@@ -264,9 +269,10 @@ def match_counts(
     main_rng, sup_rng = np.random.default_rng(main_seq), np.random.default_rng(sup_seq)
     groups = {int(k): v for k, v in rows.groupby("label").indices.items()}
     sup_groups = (
-        {} if supplement is None
+        {}
+        if supplement is None
         else {int(k): v for k, v in supplement.groupby("label").indices.items()}
-    )  # fmt: skip
+    )
     empty = np.empty(0, dtype=np.int64)
     main_pos, sup_pos = [empty], [empty]
     for c in np.flatnonzero(np.asarray(target) > 0):
@@ -282,8 +288,11 @@ def match_counts(
         parts.append(supplement.iloc[np.concatenate(sup_pos)])
     out = pd.concat(parts).sort_values("row_id", kind="stable").reset_index(drop=True)
     n_sup = sum(len(p) for p in sup_pos)
-    stats = {"target": int(np.asarray(target).sum()), "from_dataset": int(len(out) - n_sup),
-             "from_supplement": int(n_sup)}  # fmt: skip
+    stats = {
+        "target": int(np.asarray(target).sum()),
+        "from_dataset": int(len(out) - n_sup),
+        "from_supplement": int(n_sup),
+    }
     return out, stats
 
 
@@ -381,8 +390,14 @@ def build_variant(
         log.info("variant %s: %d classes kept, %d rows", name, len(classes), len(rows))
     if spec.get("sample"):
         s = spec["sample"]
-        rows = sample_rows(rows, s.get("fraction"), s.get("seed", 42), n=s.get("n"),
-                           sort_by=s.get("sort_by"), top_up=s.get("top_up"))  # fmt: skip
+        rows = sample_rows(
+            rows,
+            s.get("fraction"),
+            s.get("seed", 42),
+            n=s.get("n"),
+            sort_by=s.get("sort_by"),
+            top_up=s.get("top_up"),
+        )
     elif spec.get("trim"):
         t = spec["trim"]
         before = label_counts(rows["label"].to_numpy(), len(classes))
@@ -396,8 +411,9 @@ def build_variant(
         }
     elif spec.get("threshold"):
         t = spec["threshold"]
-        rows, extra["steps"] = threshold_sample(rows, t["min_similarity"], t["n"],
-                                                t.get("seed", 42), t.get("drop_from_top", 10))  # fmt: skip
+        rows, extra["steps"] = threshold_sample(
+            rows, t["min_similarity"], t["n"], t.get("seed", 42), t.get("drop_from_top", 10)
+        )
     elif spec.get("match"):
         m = spec["match"]
         if counts_root is None:

@@ -92,12 +92,16 @@ def _background(context: np.ndarray, yy, xx, rng: np.random.Generator, n: int, s
     return bg
 
 
-def render_chunk(facets: np.ndarray, size: int, style: str, diversity: float,
-                 rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+def render_chunk(
+    facets: np.ndarray, size: int, style: str, diversity: float, rng: np.random.Generator
+) -> np.ndarray:
     n = len(facets)
     colour, shape, pattern, context, size_f = (facets[:, i] for i in range(5))
-    yy, xx = np.meshgrid(np.arange(size, dtype=np.float32) + 0.5,
-                         np.arange(size, dtype=np.float32) + 0.5, indexing="ij")  # fmt: skip
+    yy, xx = np.meshgrid(
+        np.arange(size, dtype=np.float32) + 0.5,
+        np.arange(size, dtype=np.float32) + 0.5,
+        indexing="ij",
+    )
     yy, xx = yy[None], xx[None]
     web = style == "web"
     d = diversity
@@ -156,6 +160,7 @@ def render_images(facets, size: int, style: str, diversity: float, seed) -> np.n
     out = np.empty((len(facets), size, size, 3), dtype=np.uint8)
     for c, start in enumerate(range(0, len(facets), CHUNK)):
         rng = np.random.default_rng([*np.atleast_1d(seed), c])
-        out[start : start + CHUNK] = render_chunk(facets[start : start + CHUNK], size, style,
-                                                  diversity, rng)  # fmt: skip
+        out[start : start + CHUNK] = render_chunk(
+            facets[start : start + CHUNK], size, style, diversity, rng
+        )
     return out

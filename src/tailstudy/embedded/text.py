@@ -27,17 +27,64 @@ CONTEXT_PHRASE = {
     "indoor": "indoors",
 }
 SIZE_WORD = {"small": "small", "medium": "medium-sized", "large": "large"}
-UNRELATED_TITLES = ("untitled", "my photo", "holiday pictures", "IMG 2041", "DSC 0193",
-                    "summer trip", "new camera test", "weekend", "from the archive")  # fmt: skip
-GENERIC_TAGS = ("photo", "flickr", "nikon", "canon", "2008", "nature", "travel", "explore",
-                "macro", "outdoor")  # fmt: skip
-WEB_NOISE = ("free", "download", "stock", "image", "best", "2019", "hd", "wallpaper", "buy",
-             "online", "cheap", "photo", "vector", "high", "quality", "new", "sale")  # fmt: skip
+UNRELATED_TITLES = (
+    "untitled",
+    "my photo",
+    "holiday pictures",
+    "IMG 2041",
+    "DSC 0193",
+    "summer trip",
+    "new camera test",
+    "weekend",
+    "from the archive",
+)
+GENERIC_TAGS = (
+    "photo",
+    "flickr",
+    "nikon",
+    "canon",
+    "2008",
+    "nature",
+    "travel",
+    "explore",
+    "macro",
+    "outdoor",
+)
+WEB_NOISE = (
+    "free",
+    "download",
+    "stock",
+    "image",
+    "best",
+    "2019",
+    "hd",
+    "wallpaper",
+    "buy",
+    "online",
+    "cheap",
+    "photo",
+    "vector",
+    "high",
+    "quality",
+    "new",
+    "sale",
+)
 NOUNS = ("object", "thing", "item", "shape")
 # everyday photographic phrasing that opens many real captions ("a blurry photo of ...")
-OPENERS = ("a photo of", "a picture of", "a close-up photo of", "a blurry photo of",
-           "a bright photo of", "a dark photo of", "a cropped photo of", "my photo of",
-           "a nice picture of", "an image of", "a good photo of", "a low resolution photo of")  # fmt: skip
+OPENERS = (
+    "a photo of",
+    "a picture of",
+    "a close-up photo of",
+    "a blurry photo of",
+    "a bright photo of",
+    "a dark photo of",
+    "a cropped photo of",
+    "my photo of",
+    "a nice picture of",
+    "an image of",
+    "a good photo of",
+    "a low resolution photo of",
+)
 
 
 def _definition_piece(definition: str) -> str:
@@ -64,8 +111,11 @@ def _description(wc, attrs: dict[str, str], rng: np.random.Generator) -> str:
         words.append(attrs["shape"])
     words.append(name)
     if keep["pattern"]:
-        words.append(f"with a {attrs['pattern']} pattern" if attrs["pattern"] != "plain"
-                     else "with no pattern")  # fmt: skip
+        words.append(
+            f"with a {attrs['pattern']} pattern"
+            if attrs["pattern"] != "plain"
+            else "with no pattern"
+        )
     if keep["context"]:
         words.append(CONTEXT_PHRASE[attrs["context"]])
     sentence = " ".join(words)
@@ -109,8 +159,9 @@ def _alttext(wc, attrs, other, rng: np.random.Generator) -> str:
     return " ".join(parts)
 
 
-def captions_for(members, concept_idx, facets, kind: str, rng: np.random.Generator,
-                 world) -> list[dict]:  # fmt: skip
+def captions_for(
+    members, concept_idx, facets, kind: str, rng: np.random.Generator, world
+) -> list[dict]:
     """One record (caption fields + concepts depicted or named) per image; attribute words
     describe the image's own facets (``facets``, one row per image)."""
     from tailstudy.embedded.world import attributes_of
@@ -129,14 +180,25 @@ def captions_for(members, concept_idx, facets, kind: str, rng: np.random.Generat
             tags = _tags(wc, attrs, other, rng) if rng.random() < PRESENCE["tags"] else []
             desc = _description(wc, attrs, rng) if rng.random() < PRESENCE["description"] else ""
             caption = " ".join(x for x in (title, " ".join(tags), desc) if x)
-            rows.append({"caption": caption, "title": title, "tags": tags, "description": desc,
-                         "concepts": [wc.concept.wnid] + ([other.concept.wnid] if other else [])})  # fmt: skip
+            rows.append(
+                {
+                    "caption": caption,
+                    "title": title,
+                    "tags": tags,
+                    "description": desc,
+                    "concepts": [wc.concept.wnid] + ([other.concept.wnid] if other else []),
+                }
+            )
         else:
             other = (
                 world.concepts[int(rng.integers(len(world.concepts)))]
                 if rng.random() < 0.15
                 else None
             )
-            rows.append({"caption": _alttext(wc, attrs, other, rng),
-                         "concepts": [wc.concept.wnid] + ([other.concept.wnid] if other else [])})  # fmt: skip
+            rows.append(
+                {
+                    "caption": _alttext(wc, attrs, other, rng),
+                    "concepts": [wc.concept.wnid] + ([other.concept.wnid] if other else []),
+                }
+            )
     return rows

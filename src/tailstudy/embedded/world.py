@@ -44,7 +44,7 @@ FACETS: dict[str, tuple[str, ...]] = {
         "brown",
         "black",
         "white",
-    ),  # fmt: skip
+    ),
     "shape": (
         "round",
         "square",
@@ -54,7 +54,7 @@ FACETS: dict[str, tuple[str, ...]] = {
         "cross-shaped",
         "diamond-shaped",
         "oval",
-    ),  # fmt: skip
+    ),
     "pattern": ("plain", "striped", "spotted", "checkered", "banded", "speckled"),
     "context": ("grass", "water", "sand", "snow", "sky", "indoor"),
     "size": ("small", "medium", "large"),
@@ -117,7 +117,7 @@ class World:
                 int(groups[i]),
                 float(popularity[i]),
                 i < len(evaluated),
-            )  # fmt: skip
+            )
             for i, c in enumerate(concepts)
         )
         self.eval_concepts = tuple(c.concept for c in self.concepts if c.evaluated)
@@ -242,8 +242,12 @@ def sample_dataset(world: World, spec: dict, name: str) -> tuple[pd.DataFrame, n
     if n_open and not open_world:
         raise UserError(f"dataset {name} asks for open-world images but world.n_open_world is 0")
     if n_open:
-        oc = class_counts({"shape": "longtail", "n": n_open}, len(open_world), rng,
-                          _dataset_scores(world, open_world, rng))  # fmt: skip
+        oc = class_counts(
+            {"shape": "longtail", "n": n_open},
+            len(open_world),
+            rng,
+            _dataset_scores(world, open_world, rng),
+        )
         concept_idx = np.concatenate(
             [concept_idx, len(evaluated) + np.repeat(np.arange(len(oc)), oc)]
         )
@@ -267,15 +271,26 @@ def build_dataset(world: World, spec: dict, out_dir: str | Path, name: str) -> N
     index, facets = sample_dataset(world, spec, name)
     seed = int(spec.get("seed", 0))
     images = render_images(
-        facets, world.image_size, style=spec["style"],
-        diversity=float(spec.get("diversity", 1.0)), seed=[world.seed, 2, seed],
-    )  # fmt: skip
+        facets,
+        world.image_size,
+        style=spec["style"],
+        diversity=float(spec.get("diversity", 1.0)),
+        seed=[world.seed, 2, seed],
+    )
     t1 = time.perf_counter()
     write_dataset(
-        out_dir, name, index, images,
+        out_dir,
+        name,
+        index,
+        images,
         [(c.wnid, c.name) for c in world.eval_concepts],
         {"source": "embedded", "world": world.spec, "dataset": spec},
-    )  # fmt: skip
-    log.info("dataset %s: %d images (%d labelled) generated in %.1f s, written in %.1f s",
-             name, len(index), int((index["label"] >= 0).sum()), t1 - t0,
-             time.perf_counter() - t1)  # fmt: skip
+    )
+    log.info(
+        "dataset %s: %d images (%d labelled) generated in %.1f s, written in %.1f s",
+        name,
+        len(index),
+        int((index["label"] >= 0).sum()),
+        t1 - t0,
+        time.perf_counter() - t1,
+    )

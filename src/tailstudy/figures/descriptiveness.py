@@ -17,15 +17,23 @@ STATS = ["rho_acc", "rho_pred", "top1"]
 
 def series(table: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds for every (objective, variant, recipe) arm, with a display label."""
-    keys = ["objective", "variant", "recipe", "variant_label", "recipe_label", "caption_kind",
-            "vocab_size"]  # fmt: skip
+    keys = [
+        "objective",
+        "variant",
+        "recipe",
+        "variant_label",
+        "recipe_label",
+        "caption_kind",
+        "vocab_size",
+    ]
     g = table.groupby(keys, dropna=False)
     out = g[STATS].mean().reset_index()
     out["n_seeds"] = g.size().to_numpy()
     out["group"] = np.where(
-        out["objective"] == "sl", "SL", np.where(out["caption_kind"] == "template",
-                                                 "CLIP template", "CLIP natural")
-    )  # fmt: skip
+        out["objective"] == "sl",
+        "SL",
+        np.where(out["caption_kind"] == "template", "CLIP template", "CLIP natural"),
+    )
     out["label"] = np.where(
         out["objective"] == "sl", "SL " + out["recipe_label"], out["variant_label"]
     )
@@ -50,12 +58,22 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
     oranges = sns.color_palette("Oranges", len(clip_t) + 2)[2:]
     greens = sns.color_palette("Greens", len(clip_n) + 2)[2:]
     blues = sns.color_palette("Blues", len(sl) + 2)[2:]
-    for ax, ystat, title in zip(axes, ["rho_pred", "top1"],
-                                ["(a) corr. freq vs #pred", "(b) top-1 accuracy"], strict=True):  # fmt: skip
+    for ax, ystat, title in zip(
+        axes, ["rho_pred", "top1"], ["(a) corr. freq vs #pred", "(b) top-1 accuracy"], strict=True
+    ):
         for df, colors, marker in ((clip_t, oranges, "o"), (clip_n, greens, "o"), (sl, blues, "X")):
             for (_, row), c in zip(df.iterrows(), colors, strict=True):
-                ax.scatter(row["rho_acc"], row[ystat], color=c, marker=marker, s=60,
-                           edgecolor="k", linewidth=0.4, label=row["label"], zorder=3)  # fmt: skip
+                ax.scatter(
+                    row["rho_acc"],
+                    row[ystat],
+                    color=c,
+                    marker=marker,
+                    s=60,
+                    edgecolor="k",
+                    linewidth=0.4,
+                    label=row["label"],
+                    zorder=3,
+                )
         _fit(ax, sl["rho_acc"].to_numpy(), sl[ystat].to_numpy(), color="tab:blue", ls="--", lw=1)
         _fit(ax, clip_t["rho_acc"].to_numpy(), clip_t[ystat].to_numpy(), color="tab:orange", lw=1)
         _fit(ax, clip_n["rho_acc"].to_numpy(), clip_n[ystat].to_numpy(), color="tab:green", lw=1)
@@ -63,7 +81,8 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
         ax.set_ylabel("corr. freq vs #pred (Spearman)" if ystat == "rho_pred" else "top-1")
         ax.set_title(title)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-               fontsize=8)  # fmt: skip
+    fig.legend(
+        handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8
+    )
     fig.tight_layout()
     return fig, data

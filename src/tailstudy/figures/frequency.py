@@ -52,8 +52,9 @@ def ranks(inputs, spec: dict):
     panels, rank_by = spec["panels"], spec["rank_by"]
     sigma = float(spec.get("sigma", 3))
     corpora, names, m, order, colours = _ranked(inputs, spec, panels)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.4 * len(panels)), sharex=True,
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(8, 2.4 * len(panels)), sharex=True, squeeze=False
+    )
     rows = []
     x = np.arange(len(names))
     for ax, panel in zip(axes[:, 0], panels, strict=True):
@@ -65,9 +66,17 @@ def ranks(inputs, spec: dict):
             if corpus != rank_by:
                 ax.plot(x, np.where(y > 0, y, np.nan), color=c, alpha=0.3, lw=0.8)
             ax.plot(x, np.where(smooth > 0, smooth, np.nan), color=c, lw=1.6, label=label)
-            rows += [{"panel": panels.index(panel), "corpus": label, "rank": int(r),
-                      "class": names[order[r]], "count": int(y[r]), "smoothed": smooth[r]}
-                     for r in range(len(names))]  # fmt: skip
+            rows += [
+                {
+                    "panel": panels.index(panel),
+                    "corpus": label,
+                    "rank": int(r),
+                    "class": names[order[r]],
+                    "count": int(y[r]),
+                    "smoothed": smooth[r],
+                }
+                for r in range(len(names))
+            ]
         ax.set_yscale("log")
         ax.set_ylabel("count")
         ax.legend(frameon=False, fontsize=8, loc="upper right")
@@ -96,8 +105,10 @@ def label_curves(inputs, spec: dict):
         ax.set_title(f"{_label(spec, corpus)}\n{total:,} / {nonzero} classes", fontsize=9)
         ax.set_xlabel("classes (sorted)")
         ax.set_ylim(bottom=0)
-        rows += [{"corpus": _label(spec, corpus), "rank": i, "class": n, "count": int(c)}
-                 for i, (n, c) in enumerate(zip(names, counts, strict=True))]  # fmt: skip
+        rows += [
+            {"corpus": _label(spec, corpus), "rank": i, "class": n, "count": int(c)}
+            for i, (n, c) in enumerate(zip(names, counts, strict=True))
+        ]
     axes[0, 0].set_ylabel("count")
     fig.tight_layout()
     return fig, pd.DataFrame(rows)
@@ -114,22 +125,40 @@ def correlation(inputs, spec: dict):
     if len(corpora) < 2:
         raise UserError("a frequency-correlation figure needs at least two corpora")
     k = len(corpora)
-    fig, axes = plt.subplots(1, len(sets), figsize=(1.1 * k * len(sets) + 1.5, 1.0 * k + 1),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(sets), figsize=(1.1 * k * len(sets) + 1.5, 1.0 * k + 1), squeeze=False
+    )
     rows = []
     for ax, cs in zip(axes[0], sets, strict=True):
         tables = [(_label(spec, c), *inputs.frequency(c, cs)) for c in corpora]
         rho = spearman_matrix(tables)
         mask = np.triu(np.ones_like(rho.to_numpy(), dtype=bool), k=1)
-        sns.heatmap(rho, mask=mask, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f",
-                    square=True, cbar=False, ax=ax, annot_kws={"fontsize": 8})  # fmt: skip
+        sns.heatmap(
+            rho,
+            mask=mask,
+            vmin=0,
+            vmax=1,
+            cmap="viridis",
+            annot=True,
+            fmt=".2f",
+            square=True,
+            cbar=False,
+            ax=ax,
+            annot_kws={"fontsize": 8},
+        )
         ax.set_title(cs)
         ax.grid(False)
         ax.tick_params(axis="x", rotation=45)
         for i in range(k):
             for j in range(i):
-                rows.append({"concept_set": cs, "a": rho.index[i], "b": rho.columns[j],
-                             "rho": float(rho.iat[i, j])})  # fmt: skip
+                rows.append(
+                    {
+                        "concept_set": cs,
+                        "a": rho.index[i],
+                        "b": rho.columns[j],
+                        "rho": float(rho.iat[i, j]),
+                    }
+                )
     fig.tight_layout()
     return fig, pd.DataFrame(rows)
 
@@ -143,8 +172,9 @@ def zoom(inputs, spec: dict):
     n_rows = int(spec.get("rows", 5))
     corpora, names, m, order, colours = _ranked(inputs, spec, pairs)
     bands = np.array_split(np.arange(len(names)), n_rows)
-    fig, axes = plt.subplots(n_rows, len(pairs), figsize=(3.2 * len(pairs), 2.0 * n_rows),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        n_rows, len(pairs), figsize=(3.2 * len(pairs), 2.0 * n_rows), squeeze=False
+    )
     rows = []
     for i, band in enumerate(bands):
         for j, pair in enumerate(pairs):
@@ -152,9 +182,17 @@ def zoom(inputs, spec: dict):
             for corpus in pair:
                 y = m[order[band], corpora.index(corpus)]
                 ax.plot(y, band, color=colours[corpus], lw=1, label=_label(spec, corpus))
-                rows += [{"band": i, "column": j, "corpus": _label(spec, corpus), "rank": int(r),
-                          "class": names[order[r]], "count": int(c)}
-                         for r, c in zip(band, y, strict=True)]  # fmt: skip
+                rows += [
+                    {
+                        "band": i,
+                        "column": j,
+                        "corpus": _label(spec, corpus),
+                        "rank": int(r),
+                        "class": names[order[r]],
+                        "count": int(c),
+                    }
+                    for r, c in zip(band, y, strict=True)
+                ]
             if len(band):
                 ax.set_ylim(band[-1] + 0.5, band[0] - 0.5)
             if i == 0:
@@ -179,13 +217,19 @@ def tail_classes(inputs, spec: dict):
     data = pd.DataFrame({"class": np.asarray(names, dtype=object)[keep], "count": counts[keep]})
     fig, ax = plt.subplots(figsize=(4.5, 0.6 + 0.22 * max(len(data), 1)))
     ax.axis("off")
-    summary = (f"{_label(spec, corpus)}: {len(data)} classes below {below}, "
-               f"{int((counts < 5).sum())} below 5, {int((counts == 1).sum())} with 1, "
-               f"{int((counts == 0).sum())} with 0")  # fmt: skip
+    summary = (
+        f"{_label(spec, corpus)}: {len(data)} classes below {below}, "
+        f"{int((counts < 5).sum())} below 5, {int((counts == 1).sum())} with 1, "
+        f"{int((counts == 0).sum())} with 0"
+    )
     ax.set_title(summary, fontsize=9)
     if len(data):
-        table = ax.table(cellText=data.astype(str).to_numpy(), colLabels=["class", "count"],
-                         loc="upper center", cellLoc="left")  # fmt: skip
+        table = ax.table(
+            cellText=data.astype(str).to_numpy(),
+            colLabels=["class", "count"],
+            loc="upper center",
+            cellLoc="left",
+        )
         table.auto_set_font_size(False)
         table.set_fontsize(8)
         table.auto_set_column_width([0, 1])

@@ -41,13 +41,22 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
                 pearson_log(d["freq"], d[stat]),
                 spearman(d["freq"], d[stat]),
             )
-            stats_rows.append({"series": label, "stat": stat, "pearson": r, "pearson_log": rl,
-                               "spearman": rho})  # fmt: skip
+            stats_rows.append(
+                {"series": label, "stat": stat, "pearson": r, "pearson_log": rl, "spearman": rho}
+            )
             ax = axes[i, j]
-            ax.scatter(d["freq"], d[stat], s=12, alpha=0.7,
-                       color="tab:blue" if label.upper().startswith("SL") else "tab:orange")  # fmt: skip
-            ax.set_title(f"{label} {'acc' if stat == 'acc' else '#pred'}\n"
-                         f"Pearson {r:.2f} · log {rl:.2f} · Spearman {rho:.2f}", fontsize=9)  # fmt: skip
+            ax.scatter(
+                d["freq"],
+                d[stat],
+                s=12,
+                alpha=0.7,
+                color="tab:blue" if label.upper().startswith("SL") else "tab:orange",
+            )
+            ax.set_title(
+                f"{label} {'acc' if stat == 'acc' else '#pred'}\n"
+                f"Pearson {r:.2f} · log {rl:.2f} · Spearman {rho:.2f}",
+                fontsize=9,
+            )
             ax.set_xlabel("training-set class frequency")
             ax.set_ylabel("per-class accuracy" if stat == "acc" else "# predictions")
     fig.tight_layout()

@@ -42,9 +42,15 @@ def cmd_count(a: argparse.Namespace) -> None:
                 "--captions needs --column (a column name, or an index with --no-header)"
             )
         res = count_captions(
-            a.captions, a.column, concepts, workers=a.workers, keep_digits=a.keep_digits,
-            header=not a.no_header, nltk_data=nltk_data, batch_size=a.batch_size,
-        )  # fmt: skip
+            a.captions,
+            a.column,
+            concepts,
+            workers=a.workers,
+            keep_digits=a.keep_digits,
+            header=not a.no_header,
+            nltk_data=nltk_data,
+            batch_size=a.batch_size,
+        )
     if a.per_shard:
         for shard, counts in res.per_shard.items():
             name = Path(shard).name.split(".")[0]
@@ -54,9 +60,11 @@ def cmd_count(a: argparse.Namespace) -> None:
     for p in write_count_tables(a.out, res.names, res.counts, sorted_copy=not a.no_sorted):
         logging.getLogger("tailstudy").info("wrote %s", p)
     logging.getLogger("tailstudy").info(
-        "%d texts, %d classes non-zero, total %d", res.n_texts, int((res.counts > 0).sum()),
+        "%d texts, %d classes non-zero, total %d",
+        res.n_texts,
+        int((res.counts > 0).sum()),
         int(res.counts.sum()),
-    )  # fmt: skip
+    )
 
 
 def cmd_merge(a: argparse.Namespace) -> None:

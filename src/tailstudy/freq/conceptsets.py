@@ -36,9 +36,17 @@ from tailstudy.io import UserError
 
 #: Every concept-set name :func:`load_concept_set` accepts.
 CONCEPT_SETS: tuple[str, ...] = (
-    "imagenet", "imagenet1k", "imagenet100", "cub", "food101", "pets", "flowers102", "places365",
-    "eurosat", "dtd",
-)  # fmt: skip
+    "imagenet",
+    "imagenet1k",
+    "imagenet100",
+    "cub",
+    "food101",
+    "pets",
+    "flowers102",
+    "places365",
+    "eurosat",
+    "dtd",
+)
 
 #: Concept sets whose names clip-benchmark ships (set -> key in ``en_classnames.json``).
 CLIP_BENCHMARK_KEYS: dict[str, str] = {
@@ -243,9 +251,13 @@ def load_concept_set(
         if class_names is not None:
             if len(class_names) != len(sub):
                 raise UserError(f"imagenet100 needs {len(sub)} class names, got {len(class_names)}")
-            sub = ConceptSet(sub.name, tuple(
-                ClassQuery(n, c.phrases, c.negatives) for n, c in zip(class_names, sub.classes, strict=True)
-            ))  # fmt: skip
+            sub = ConceptSet(
+                sub.name,
+                tuple(
+                    ClassQuery(n, c.phrases, c.negatives)
+                    for n, c in zip(class_names, sub.classes, strict=True)
+                ),
+            )
         return sub
     if class_names is None:
         if name in NAME_FILE_SETS:

@@ -182,9 +182,12 @@ def count_captions(
     """Count, per class, the captions of Parquet/TSV shards that match it (§2.5)."""
     files = expand_paths(paths)  # fail on a missing shard before WordNet is loaded
     with ParallelCounter(
-        concepts, workers=workers, keep_digits=keep_digits, nltk_data=nltk_data,
+        concepts,
+        workers=workers,
+        keep_digits=keep_digits,
+        nltk_data=nltk_data,
         batch_size=batch_size,
-    ) as counter:  # fmt: skip
+    ) as counter:
         return counter.count(files, column, header)
 
 

@@ -47,12 +47,26 @@ NEGATIVE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("impala", ("car", "automobile", "vehicle", "chevy")),
     ("bow", ("tie",)),
     ("ringlet", ("hair",)),
-    ("ram", ("car", "truck", "automobile", "vehicle", "dodge", "logo", "computer", "memory",
-             "random access", "chip", "review")),
+    (
+        "ram",
+        (
+            "car",
+            "truck",
+            "automobile",
+            "vehicle",
+            "dodge",
+            "logo",
+            "computer",
+            "memory",
+            "random access",
+            "chip",
+            "review",
+        ),
+    ),
     ("crane", ("bird", "fish", "water", "wing", "leg", "zoo")),
     ("sub", ("sandwich", "bread", "italian", "meatball", "grill", "menu")),
     ("sidewinder", ("missile", "army", "military", "resort", "park")),
-)  # fmt: skip
+)
 
 #: The nine ImageNet label indices the negative rules fire for (a consistency check).
 NEGATIVE_CLASSES: tuple[int, ...] = (68, 322, 339, 348, 352, 456, 517, 602, 833)

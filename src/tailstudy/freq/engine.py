@@ -478,9 +478,10 @@ class Matcher:
         }
         # an exception-list key is lemmatised to itself or to one of its listed bases only
         exceptions = {
-            w for w, bases in wordnet._exception_map[wordnet.NOUN].items()
+            w
+            for w, bases in wordnet._exception_map[wordnet.NOUN].items()
             if query.intersection(bases)
-        }  # fmt: skip
+        }
         word = re.compile(r"[a-z0-9]+" if self.keep_digits else r"[a-z]+")
         candidates = query | stems | exceptions | set(contraction_words())
         return {w for w in candidates if word.fullmatch(w)}
@@ -541,9 +542,13 @@ class Matcher:
         self._class_bits = max(1, (self.n_classes - 1).bit_length())
         # per token: 2k + 1 for each class k it matches outright (a one-token phrase), 2k for
         # each class k it is a negative of
-        self._outright = _csr([[2 * k + 1 for k in sorted(single.get(t, ()))]
-                               + [2 * k for k in sorted(negative.get(t, ()))]
-                               for t in range(V)])  # fmt: skip
+        self._outright = _csr(
+            [
+                [2 * k + 1 for k in sorted(single.get(t, ()))]
+                + [2 * k for k in sorted(negative.get(t, ()))]
+                for t in range(V)
+            ]
+        )
         self._multi = list(multi)
         self._m_class = np.array([k for k, _ in self._multi], dtype=np.int64)
         self._m_value = 2 * self._m_class + 1
@@ -692,8 +697,11 @@ class Matcher:
     def caption_tokens(self, texts: object) -> tuple[np.ndarray, np.ndarray]:
         """The set ``S`` of a batch: sorted unique (caption index, query-token id) pairs."""
         tb = self._tok_bits
-        keys = [(((cap + i) << tb) | tok) for i, b in self._blocks(texts)
-                for cap, tok in [self._block_tokens(b)]]  # fmt: skip
+        keys = [
+            (((cap + i) << tb) | tok)
+            for i, b in self._blocks(texts)
+            for cap, tok in [self._block_tokens(b)]
+        ]
         key = _unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
         return key >> tb, key & ((1 << tb) - 1)
 

@@ -67,8 +67,9 @@ def reference_matches(
     queries = compile_queries(concepts, lemmatize, keep_digits)
     for text in texts:
         tokens = set(norm(text, lemmatize, keep_digits))
-        yield [k for k, (phrases, negatives) in enumerate(queries)
-               if match(tokens, phrases, negatives)]  # fmt: skip
+        yield [
+            k for k, (phrases, negatives) in enumerate(queries) if match(tokens, phrases, negatives)
+        ]
 
 
 def reference_counts(
@@ -85,7 +86,8 @@ def reference_counts(
     if len(weights) != len(texts):
         raise ValueError("texts and weights differ in length")
     counts = np.zeros(len(concepts), dtype=np.int64)
-    for classes, w in zip(reference_matches(texts, concepts, lemmatize, keep_digits), weights,
-                          strict=True):  # fmt: skip
+    for classes, w in zip(
+        reference_matches(texts, concepts, lemmatize, keep_digits), weights, strict=True
+    ):
         counts[classes] += w
     return counts

@@ -42,9 +42,10 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             found = sorted(
-                f for f in p.iterdir()
+                f
+                for f in p.iterdir()
                 if f.is_file() and (f.suffix.lower() in PARQUET_SUFFIXES or ".tsv" in f.suffixes)
-            )  # fmt: skip
+            )
             if not found:
                 raise UserError(f"folder {p} holds no .parquet or .tsv shards")
             out.extend(found)

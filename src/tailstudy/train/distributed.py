@@ -102,9 +102,13 @@ def epoch_indices(n: int, ranks: Ranks, seed: int, epoch: int, drop_last: bool) 
     from torch.utils.data import DistributedSampler
 
     sampler = DistributedSampler(
-        range(n), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=seed,
+        range(n),
+        num_replicas=ranks.world,
+        rank=ranks.rank,
+        shuffle=True,
+        seed=seed,
         drop_last=drop_last,
-    )  # fmt: skip
+    )
     sampler.set_epoch(epoch)
     return torch.tensor(list(sampler), dtype=torch.long)
 

@@ -21,10 +21,18 @@ log = logging.getLogger("tailstudy.train")
 def launch_command(spec: Distributed, train_args: list[str]) -> list[str]:
     """The torchrun command line that runs ``tailstudy train`` as ``spec.processes`` ranks."""
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
-        "--nproc_per_node", str(spec.processes), "-m", "tailstudy", "train", *train_args,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(spec.processes),
+        "-m",
+        "tailstudy",
+        "train",
+        *train_args,
         "--worker",
-    ]  # fmt: skip
+    ]
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -54,8 +62,11 @@ def launch(spec: Distributed, train_args: list[str], threads: int | None) -> tup
     env = {**os.environ, "OMP_NUM_THREADS": str(per_rank)}
     log.info(
         "launching %d training processes (%s backend, %d CPU thread(s) each): torchrun %s",
-        spec.processes, spec.backend, per_rank, " ".join(cmd[3:]),
-    )  # fmt: skip
+        spec.processes,
+        spec.backend,
+        per_rank,
+        " ".join(cmd[3:]),
+    )
     try:
         proc = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent)
     except OSError as e:

@@ -50,8 +50,9 @@ def resolve_device(device: str, gpus: int | None = None) -> torch.device:
             log.warning(
                 "the recipe asks for %d GPU(s) but torch sees no CUDA device "
                 "(CUDA_VISIBLE_DEVICES=%s): running on the CPU",
-                gpus, os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
-            )  # fmt: skip
+                gpus,
+                os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+            )
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(
@@ -156,9 +157,12 @@ def make_clip_loss(ranks: Ranks | None = None) -> nn.Module:
     if ranks is None:
         return open_clip.ClipLoss()
     return open_clip.ClipLoss(
-        local_loss=False, gather_with_grad=False, cache_labels=True, rank=ranks.rank,
+        local_loss=False,
+        gather_with_grad=False,
+        cache_labels=True,
+        rank=ranks.rank,
         world_size=ranks.world,
-    )  # fmt: skip
+    )
 
 
 def fit(
@@ -188,8 +192,11 @@ def fit(
     if ranks is None and r.gpus > 1:
         log.warning(
             "run %s: its recipe asks for %d GPUs but trains in one process on one GPU; "
-            "set distributed: {processes: %d} to use them all", cfg.run_id, r.gpus, r.gpus,
-        )  # fmt: skip
+            "set distributed: {processes: %d} to use them all",
+            cfg.run_id,
+            r.gpus,
+            r.gpus,
+        )
     world, rank = (ranks.world, ranks.rank) if ranks else (1, 0)
     main = rank == 0
     job = jobinfo.current()  # recorded in every train_log row: the job that trained the epoch
@@ -225,9 +232,11 @@ def fit(
     # CLIP normalises over the global batch (SyncBN) on GPUs with nccl; SyncBN has no CPU
     # kernels, so with gloo each process normalises its own batch (rank 0's statistics kept)
     sync_bn = (
-        ranks is not None and cfg.objective == "clip" and dev.type == "cuda"
+        ranks is not None
+        and cfg.objective == "clip"
+        and dev.type == "cuda"
         and r.distributed.backend == "nccl"
-    )  # fmt: skip
+    )
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(dev)
@@ -295,15 +304,25 @@ def fit(
     # ---- loop
     log.info(
         "run %s: %s %s, %d samples, %d classes, %d epochs × %d steps, batch %d, device %s",
-        cfg.run_id, cfg.objective, cfg.arch, n, len(class_names), r.epochs, steps_per_epoch,
-        bsz, dev,
-    )  # fmt: skip
+        cfg.run_id,
+        cfg.objective,
+        cfg.arch,
+        n,
+        len(class_names),
+        r.epochs,
+        steps_per_epoch,
+        bsz,
+        dev,
+    )
     if ranks is not None:
         log.info(
             "%d processes (%s) × batch %d; SyncBN %s, %s",
-            world, r.distributed.backend, lbsz, "on" if sync_bn else "off",
+            world,
+            r.distributed.backend,
+            lbsz,
+            "on" if sync_bn else "off",
             "AMP fp16" if amp else "fp32",
-        )  # fmt: skip
+        )
     model.train()
     seen, t0 = 0, time.perf_counter()
     order_epoch, order = -1, None
@@ -329,9 +348,15 @@ def fit(
             else:
                 feats, protos = forward(x)
                 loss = subsampled_cross_entropy(
-                    feats, protos, model.logit_scale.exp(), data.labels[idx].to(dev),
-                    r.vocab_size, weights, group, gen,
-                )  # fmt: skip
+                    feats,
+                    protos,
+                    model.logit_scale.exp(),
+                    data.labels[idx].to(dev),
+                    r.vocab_size,
+                    weights,
+                    group,
+                    gen,
+                )
         if not torch.isfinite(loss):
             raise UserError(f"run {cfg.run_id}: loss became {loss.item()} at step {step}; lower lr")
         opt.zero_grad(set_to_none=True)
@@ -367,9 +392,15 @@ def fit(
             history.append(rec)
             log.info(
                 "epoch %d/%d step %d/%d loss %.4f lr %.2e scale %.1f %.0f img/s",
-                epoch + 1, r.epochs, step, total, rec["loss"], lr, rec["logit_scale"],
+                epoch + 1,
+                r.epochs,
+                step,
+                total,
+                rec["loss"],
+                lr,
+                rec["logit_scale"],
                 rec["images_per_s"],
-            )  # fmt: skip
+            )
             loss_sum, loss_n, seen, t0 = 0.0, 0, 0, time.perf_counter()
             save_ckpt()
         elif r.ckpt_every_steps and step % r.ckpt_every_steps == 0:
