@@ -169,7 +169,7 @@ def neural_collapse(
     means = sums[present] / counts[present, None]
     centred = means - means.mean(0)  # μ_c - μ_G over the classes with samples
 
-    # pinv(Σ_B) from the SVD of the centred means: Σ_B = Vᵀ diag(s²/C') V
+    # pinv(Σ_B) from the SVD of the centred means (= u diag(s) vt): Σ_B = vtᵀ diag(s²/C') vt
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     lam = s**2 / cp
     cutoff = (d * FLOAT32_PINV_RTOL if rtol is None else rtol) * (lam[0] if len(lam) else 0.0)
