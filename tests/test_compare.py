@@ -178,3 +178,17 @@ def test_written_tsv_and_html(tmp_path):
     assert "&gt;= 50%" in page  # escaped
     compare.write_html(t, tmp_path / "compare_to_paper.html")
     assert (tmp_path / "compare_to_paper.html").read_text() == page
+
+
+def test_published_labels_from_config():
+    config = {
+        "frequency": {
+            "corpora": {
+                "laion400m": {"label": "LAION-400M", "table": "published/laion400m.txt"},
+                "cc12m": {"label": "CC-12M", "captions": ["cc12m.tsv"], "column": "1"},
+                "yfcc": {"table": "published/yfcc.txt"},
+            }
+        }
+    }
+    assert compare.published_labels(config) == {"LAION-400M", "yfcc"}
+    assert compare.published_labels({}) == set()

@@ -235,6 +235,12 @@ def _sizes(results: Path, variants: Mapping[str, str]) -> list[dict]:
     return rows
 
 
+def published_labels(config: Mapping) -> set[str]:
+    """Labels of the config's frequency corpora that are published tables (``table:``)."""
+    corpora = (config.get("frequency") or {}).get("corpora") or {}
+    return {spec.get("label", name) for name, spec in corpora.items() if "table" in spec}
+
+
 def _verdict(row: dict, scale: str, published: set[str], changes: Mapping[str, str]):
     if row["ours"] is None or (isinstance(row["ours"], float) and math.isnan(row["ours"])):
         return "no", f"not computed: {row['ours_from']} is missing or lacks this number"
