@@ -312,3 +312,58 @@ def test_sl_epoch_never_ends_in_a_one_row_batch(tiny_dataset, tmp_path):
     )
     assert [rec["step"] for rec in log] == [11, 22]
     assert all(torch.isfinite(torch.tensor(rec["loss"])) for rec in log)
+
+
+def test_frozen_head_prompts_and_zero_shot_use_their_own_name_tables(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    """SL frozen-head prompts name a class as NAMES_DESC does ("a eft"), CLIP's zero-shot
+    classifier as NAMES_ZS does ("newt"): METHODS §4.4, §5.1."""
+    from tailstudy.concepts import imagenet_concepts
+    from tailstudy.data.format import read_classes, write_classes
+    from tailstudy.evaluate import classify
+    from tailstudy.models import factory
+
+    classes = read_classes(tiny_dataset)
+    newt = imagenet_concepts()[27]
+    assert newt.name == "newt"
+    write_classes(
+        tiny_dataset,
+        [(newt.wnid, newt.name), *zip(classes.wnid[1:], classes.name[1:], strict=True)],
+    )
+    data = load_split(tiny_dataset, progress=False)
+    seen = {}
+    encode = factory.encode_prompts
+
+    def recording_encode(model, tokenizer, prompts, **kw):
+        seen["prompts"] = list(prompts)
+        return encode(model, tokenizer, prompts, **kw)
+
+    monkeypatch.setattr(factory, "encode_prompts", recording_encode)
+    torch.save({"model": factory.create_clip("RN-tiny").state_dict()}, tmp_path / "text.pt")
+    sl = RunConfig.from_dict(
+        {
+            **run_config("sl", epochs=1, head="frozen", text_encoder="x").to_dict(),
+            "text_source": {"run": "pre"},
+        }
+    )
+    fit(sl, data, tmp_path / "sl", tmp_path / "sl" / "ck", str(tmp_path / "text.pt"), "cpu")
+    assert seen["prompts"] == ["a eft", *(f"a {n}" for n in classes.name[1:])]
+    # the run's model.pt keeps the label space's own names (the evaluation checks them)
+    assert torch.load(tmp_path / "sl" / "model.pt", weights_only=True)["classes"][0] == "newt"
+
+    clip = run_config("clip", epochs=1)
+    fit(clip, data, tmp_path / "clip", tmp_path / "clip" / "ck", device="cpu")
+    zero_shot = classify.zero_shot_classifier
+
+    def recording_zero_shot(model, tokenizer, names, *args):
+        seen["zs"] = list(names)
+        return zero_shot(model, tokenizer, names, *args)
+
+    monkeypatch.setattr(classify, "zero_shot_classifier", recording_zero_shot)
+    import numpy as np
+
+    classify.evaluate(
+        clip, str(tmp_path / "clip" / "model.pt"), data, data.classes, np.ones(6, int), "cpu"
+    )
+    assert seen["zs"][0] == "newt" and seen["zs"][1:] == classes.name[1:].tolist()

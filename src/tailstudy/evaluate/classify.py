@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tailstudy.concepts import openai_templates
+from tailstudy.concepts import names_for, openai_templates
 from tailstudy.config import RunConfig
 from tailstudy.data.augment import normalize, resize_center_crop, to_float
 from tailstudy.data.loader import InMemorySet
@@ -83,7 +83,7 @@ def evaluate(
     pos = train_positions(train_classes["wnid"], data.classes["wnid"], cfg.run_id)
     freq = np.asarray(train_counts)[pos]
     model = load_run_model(model_path, cfg, train_classes["name"].tolist()).to(device)
-    names = data.classes["name"].tolist()
+    names = names_for(data.classes["wnid"], data.classes["name"], "zero-shot")
     if cfg.objective == "clip":
         tokenizer = factory.get_tokenizer(cfg.arch)
         weights = zero_shot_classifier(model, tokenizer, names, cfg.eval_templates, device)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from tailstudy import jobinfo
+from tailstudy.concepts import names_for
 from tailstudy.config import RunConfig
 from tailstudy.data.augment import normalize, random_resized_crop, to_float
 from tailstudy.data.loader import InMemorySet
@@ -64,7 +65,8 @@ def resolve_device(device: str, gpus: int | None = None) -> torch.device:
 def build_model(
     cfg: RunConfig, class_names: list[str], text_checkpoint: str | None
 ) -> tuple[nn.Module, object]:
-    """The model of a run, with its pre-trained text tower / frozen head loaded if asked."""
+    """The model of a run, with its pre-trained text tower / frozen head loaded if asked;
+    ``class_names`` are the label space's names as the frozen-head prompts use them."""
     r = cfg.recipe
     tokenizer = factory.get_tokenizer(cfg.arch)
     needs_text = (cfg.objective == "clip" and r.text_tower in ("frozen", "init")) or (
@@ -224,11 +226,12 @@ def fit(
     total = r.epochs * steps_per_epoch
     size = data.images.shape[1]
     class_names = data.classes["name"].tolist()
+    prompt_names = names_for(data.classes["wnid"], class_names, "head-prompt")
 
     # ---- data
     tokens = None
     # ---- model
-    model, tokenizer = build_model(cfg, class_names, text_checkpoint)
+    model, tokenizer = build_model(cfg, prompt_names, text_checkpoint)
     # CLIP normalises over the global batch (SyncBN) on GPUs with nccl; SyncBN has no CPU
     # kernels, so with gloo each process normalises its own batch (rank 0's statistics kept)
     sync_bn = (
