@@ -51,12 +51,13 @@ def load_run_model(model_path: str, cfg: RunConfig, train_names: list[str]) -> t
             f"{model_path} was trained on {len(state['classes'])} classes that differ from the "
             f"{len(train_names)} of its variant's classes.tsv: retrain run {cfg.run_id}"
         )
+    quick_gelu = bool(state.get("quick_gelu", False))  # the activation the run trained with
     if cfg.objective == "clip":
-        model = factory.create_clip(cfg.arch)
+        model = factory.create_clip(cfg.arch, quick_gelu)
     else:
         head = state["model"]["head"]
         model = factory.create_sl(
-            cfg.arch, len(train_names), head if cfg.recipe.head == "frozen" else None
+            cfg.arch, len(train_names), head if cfg.recipe.head == "frozen" else None, quick_gelu
         )
     model.load_state_dict(state["model"], strict=True)
     return model.eval()

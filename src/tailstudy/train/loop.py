@@ -72,7 +72,7 @@ def build_model(
     needs_text = (cfg.objective == "clip" and r.text_tower in ("frozen", "init")) or (
         cfg.objective == "sl" and r.head == "frozen"
     )
-    text_state = None
+    text = None  # factory.TextWeights: the state dict and the activation it was trained with
     if needs_text:
         src = dict(cfg.text_source or {})
         if "run" in src:
@@ -84,16 +84,16 @@ def build_model(
             src = {"checkpoint": text_checkpoint}
         if not src:
             raise UserError(f"run {cfg.run_id} needs a text encoder but its config names none")
-        text_state = factory.pretrained_text_state(src)
+        text = factory.pretrained_text_state(src)
     if cfg.objective == "clip":
-        model = factory.create_clip(cfg.arch)
-        if text_state is not None:
-            factory.load_text_tower(model, text_state, freeze=r.text_tower == "frozen")
+        model = factory.create_clip(cfg.arch, quick_gelu=text is not None and text.quick_gelu)
+        if text is not None:
+            factory.load_text_tower(model, text.state, freeze=r.text_tower == "frozen")
         return model, tokenizer
     prototypes = None
-    if text_state is not None:
-        clip = factory.create_clip(cfg.arch)
-        factory.load_text_tower(clip, text_state, freeze=True)
+    if text is not None:
+        clip = factory.create_clip(cfg.arch, quick_gelu=text.quick_gelu)
+        factory.load_text_tower(clip, text.state, freeze=True)
         clip.eval()
         prototypes = factory.encode_prompts(
             clip, tokenizer, [r.head_prompt.format(n) for n in class_names]
@@ -428,7 +428,13 @@ def fit(
     model.eval()
     with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
         torch.save(
-            {"model": model.state_dict(), "config": cfg.to_dict(), "classes": class_names}, tmp
+            {
+                "model": model.state_dict(),
+                "config": cfg.to_dict(),
+                "classes": class_names,
+                "quick_gelu": factory.uses_quick_gelu(model),  # rebuilt so by its readers
+            },
+            tmp,
         )
     import json
 
