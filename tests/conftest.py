@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny dataset (tests/runs.py makes it); a local SLURM."""
+"""Shared fixtures: a tiny dataset (tests/runs.py makes it); open_clip's pretrained weights
+without a hub; a local SLURM."""
 
 from __future__ import annotations
 
@@ -16,6 +17,24 @@ from smk import UNREACHABLE_SLURM_CONF
 @pytest.fixture
 def tiny_dataset(tmp_path):
     return make_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture
+def no_hub(monkeypatch):
+    """open_clip's pretrained tags without a download: the weights file of a tag is a stand-in
+    and loading it leaves the model's random weights; returns the (tag's file) loads done."""
+    import open_clip.factory
+
+    loads = []
+
+    def download(cfg, cache_dir=None):
+        return f"<weights {cfg.get('url') or cfg.get('hf_hub')}>"
+
+    monkeypatch.setattr(open_clip.factory, "download_pretrained", download)
+    monkeypatch.setattr(
+        open_clip.factory, "load_checkpoint", lambda model, path, **kw: loads.append(path)
+    )
+    return loads
 
 
 SLURM_START = Path(__file__).parent / "slurm" / "start_cluster.sh"

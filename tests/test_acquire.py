@@ -903,3 +903,14 @@ def load_images_raw(root, key):
             if s["__key__"] == key:
                 return s.get("png", s.get("jpg"))
     raise KeyError(key)
+
+
+def test_laionet_text_encoder_of_openai_weights_uses_quick_gelu(no_hub):
+    """The paper's similarity encoder (ViT-B-32, OpenAI's weights) with the activation its
+    weights were trained with; open_clip's ViT-B-32 config alone builds GELU."""
+    import torch
+    from open_clip.transformer import QuickGELU
+
+    model, _ = laionet.load_text_encoder({"open_clip": "ViT-B-32", "pretrained": "openai"})
+    acts = {type(m) for m in model.transformer.modules()}
+    assert QuickGELU in acts and torch.nn.GELU not in acts and len(no_hub) == 1

@@ -76,6 +76,63 @@ def test_template_variants(tiny_dataset):
         build_captions(index, classes, {"fields": [], "prefix": False})
 
 
+#: The four labels where METHODS §0.2's tables differ: (label, NAMES_DESC, NAMES_ZS).
+NAME_DIFFERENCES = [
+    (27, "eft", "newt"),
+    (638, "maillot", "tights"),
+    (744, "projectile", "missile"),
+    (836, "sunglass", "sunglasses"),
+]
+
+
+def test_class_name_table_per_purpose():
+    from tailstudy.concepts import imagenet_concepts, imagenet_names, names_for
+
+    zs, desc = imagenet_names("zero-shot"), imagenet_names("caption")
+    assert imagenet_names("head-prompt") == imagenet_names("frequency") == desc
+    assert [(i, desc[i], zs[i]) for i in range(1000) if desc[i] != zs[i]] == NAME_DIFFERENCES
+    wnids = [imagenet_concepts()[i].wnid for i, _, _ in NAME_DIFFERENCES] + ["n99999999"]
+    own = [*(z for _, _, z in NAME_DIFFERENCES), "a transfer class"]
+    assert names_for(wnids, own, "caption") == ["eft", "maillot", "projectile", "sunglass"] + [
+        "a transfer class"
+    ]
+    assert names_for(wnids, own, "zero-shot") == own
+    with pytest.raises(ValueError, match="unknown class-name purpose"):
+        imagenet_names("zs")
+
+
+def test_captions_name_classes_as_the_descriptor_table():
+    """The prefix of natural-language captions and the class templates use NAMES_DESC (§3.1),
+    not the zero-shot names the dataset's classes.tsv carries."""
+    import open_clip
+    import pandas as pd
+
+    from tailstudy.concepts import imagenet_concepts
+
+    classes = pd.DataFrame(
+        {
+            "label": range(4),
+            "wnid": [imagenet_concepts()[i].wnid for i, _, _ in NAME_DIFFERENCES],
+            "name": [z for _, _, z in NAME_DIFFERENCES],
+        }
+    )
+    index = pd.DataFrame(
+        {
+            "key": [f"k{i}" for i in range(8)],
+            "label": [0, 1, 2, 3] * 2,
+            "title": ["on the beach"] * 8,
+            "tags": [["summer"]] * 8,
+            "description": [""] * 8,
+        }
+    )
+    nl = build_captions(index, classes, {"fields": ["title", "tags"]})
+    desc = [d for _, d, _ in NAME_DIFFERENCES]
+    assert nl["caption"].tolist() == [f"{d} on the beach summer" for d in desc] * 2
+    tmpl = build_captions(index, classes, {"template": "openai80", "name": "class"})
+    for row in tmpl.itertuples():
+        assert any(row.caption == t(desc[row.label]) for t in open_clip.OPENAI_IMAGENET_TEMPLATES)
+
+
 def test_build_variant_writes_counts(tiny_dataset, tmp_path):
     m = build_variant(
         tiny_dataset, {"dataset": "tiny", "captions": {"fields": ["title"]}}, tmp_path / "v", "v"

@@ -312,3 +312,149 @@ def test_sl_epoch_never_ends_in_a_one_row_batch(tiny_dataset, tmp_path):
     )
     assert [rec["step"] for rec in log] == [11, 22]
     assert all(torch.isfinite(torch.tensor(rec["loss"])) for rec in log)
+
+
+def test_frozen_head_prompts_and_zero_shot_use_their_own_name_tables(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    """SL frozen-head prompts name a class as NAMES_DESC does ("a eft"), CLIP's zero-shot
+    classifier as NAMES_ZS does ("newt"): METHODS §4.4, §5.1."""
+    from tailstudy.concepts import imagenet_concepts
+    from tailstudy.data.format import read_classes, write_classes
+    from tailstudy.evaluate import classify
+    from tailstudy.models import factory
+
+    classes = read_classes(tiny_dataset)
+    newt = imagenet_concepts()[27]
+    assert newt.name == "newt"
+    write_classes(
+        tiny_dataset,
+        [(newt.wnid, newt.name), *zip(classes.wnid[1:], classes.name[1:], strict=True)],
+    )
+    data = load_split(tiny_dataset, progress=False)
+    seen = {}
+    encode = factory.encode_prompts
+
+    def recording_encode(model, tokenizer, prompts, **kw):
+        seen["prompts"] = list(prompts)
+        return encode(model, tokenizer, prompts, **kw)
+
+    monkeypatch.setattr(factory, "encode_prompts", recording_encode)
+    torch.save({"model": factory.create_clip("RN-tiny").state_dict()}, tmp_path / "text.pt")
+    sl = RunConfig.from_dict(
+        {
+            **run_config("sl", epochs=1, head="frozen", text_encoder="x").to_dict(),
+            "text_source": {"run": "pre"},
+        }
+    )
+    fit(sl, data, tmp_path / "sl", tmp_path / "sl" / "ck", str(tmp_path / "text.pt"), "cpu")
+    assert seen["prompts"] == ["a eft", *(f"a {n}" for n in classes.name[1:])]
+    # the run's model.pt keeps the label space's own names (the evaluation checks them)
+    assert torch.load(tmp_path / "sl" / "model.pt", weights_only=True)["classes"][0] == "newt"
+
+    clip = run_config("clip", epochs=1)
+    fit(clip, data, tmp_path / "clip", tmp_path / "clip" / "ck", device="cpu")
+    zero_shot = classify.zero_shot_classifier
+
+    def recording_zero_shot(model, tokenizer, names, *args):
+        seen["zs"] = list(names)
+        return zero_shot(model, tokenizer, names, *args)
+
+    monkeypatch.setattr(classify, "zero_shot_classifier", recording_zero_shot)
+    import numpy as np
+
+    classify.evaluate(
+        clip, str(tmp_path / "clip" / "model.pt"), data, data.classes, np.ones(6, int), "cpu"
+    )
+    assert seen["zs"][0] == "newt" and seen["zs"][1:] == classes.name[1:].tolist()
+
+
+@pytest.mark.parametrize(
+    "arch,tag,quick_gelu",
+    [
+        ("RN50", "openai", True),
+        ("ViT-B-32", "openai", True),
+        ("ViT-B-32", "laion2b_s34b_b79k", False),
+    ],
+)
+def test_pretrained_weights_get_the_activation_they_were_trained_with(
+    no_hub, recwarn, arch, tag, quick_gelu
+):
+    """OpenAI's weights were trained with QuickGELU while open_clip's RN50 / ViT-B-32 configs
+    build GELU; open_clip's pretrained config says which (no hub here: weights not loaded)."""
+    from open_clip.transformer import QuickGELU
+
+    from tailstudy.models import factory
+
+    model = factory.load_pretrained_clip(arch, tag)
+    acts = {type(m) for m in model.transformer.modules()} & {QuickGELU, torch.nn.GELU}
+    assert acts == ({QuickGELU} if quick_gelu else {torch.nn.GELU})
+    assert len(no_hub) == 1  # the tag's weights were loaded into that model
+    assert not [w for w in recwarn if "QuickGELU mismatch" in str(w.message)]
+    text = factory.pretrained_text_state({"open_clip": arch, "pretrained": tag})
+    assert text.quick_gelu is quick_gelu
+
+
+def test_openai_text_tower_and_frozen_prototypes_are_built_with_quick_gelu(no_hub, monkeypatch):
+    from tailstudy.models import factory
+    from tailstudy.train.loop import build_model
+
+    src = {"text_source": {"open_clip": "RN50", "pretrained": "openai"}, "arch": "RN50"}
+    clip = RunConfig.from_dict(
+        {**run_config("clip", text_tower="frozen", text_encoder="x").to_dict(), **src}
+    )
+    model, _ = build_model(clip, ["tench", "goldfish"], None)
+    assert factory.uses_quick_gelu(model)
+    encoders = []
+    encode = factory.encode_prompts
+
+    def recording_encode(model, tokenizer, prompts, **kw):
+        encoders.append(factory.uses_quick_gelu(model))
+        return encode(model, tokenizer, prompts, **kw)
+
+    monkeypatch.setattr(factory, "encode_prompts", recording_encode)
+    sl = RunConfig.from_dict({**run_config("sl", head="frozen", text_encoder="x").to_dict(), **src})
+    head, _ = build_model(sl, ["tench", "goldfish"], None)
+    assert encoders == [True] and head.frozen_head and head.head.shape == (2, 1024)
+
+
+def test_a_checkpoint_records_and_restores_its_activation(tiny_dataset, tmp_path):
+    from tailstudy.acquire.laionet import load_text_encoder
+    from tailstudy.evaluate.classify import load_run_model
+    from tailstudy.models import factory
+
+    data = load_split(tiny_dataset, progress=False)
+    names = data.classes["name"].tolist()
+    torch.manual_seed(0)
+    pre = factory.create_clip("RN-tiny", quick_gelu=True)  # stands for OpenAI's text tower
+    torch.save({"model": pre.state_dict(), "quick_gelu": True}, tmp_path / "pre.pt")
+    cfg = RunConfig.from_dict(
+        {
+            **run_config("clip", epochs=1, text_tower="frozen", text_encoder="x").to_dict(),
+            "text_source": {"run": "pre"},
+        }
+    )
+    fit(cfg, data, tmp_path / "run", tmp_path / "run" / "ck", str(tmp_path / "pre.pt"), "cpu")
+    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert saved["quick_gelu"] is True
+    restored = load_run_model(str(tmp_path / "run" / "model.pt"), cfg, names)
+    assert factory.uses_quick_gelu(restored)
+    # the activation matters: the same weights in a GELU model encode text differently
+    gelu = factory.create_clip("RN-tiny")
+    gelu.load_state_dict(saved["model"])
+    tokens = factory.get_tokenizer("RN-tiny")(["a photo of a tench"])
+    with torch.no_grad():
+        assert not torch.allclose(restored.encode_text(tokens), gelu.eval().encode_text(tokens))
+    # a later run (or the LAIONet text encoder) reading this model.pt builds QuickGELU too
+    enc, _ = load_text_encoder(
+        {"open_clip": "RN-tiny", "checkpoint": str(tmp_path / "run" / "model.pt")}
+    )
+    assert factory.uses_quick_gelu(enc)
+    fit(
+        run_config("clip", epochs=1),
+        data,
+        tmp_path / "gelu",
+        tmp_path / "gelu" / "ck",
+        device="cpu",
+    )
+    assert torch.load(tmp_path / "gelu" / "model.pt", weights_only=True)["quick_gelu"] is False

@@ -29,7 +29,7 @@ class Concept:
 
     index: int  # ImageNet-1k label index
     wnid: str
-    name: str  # open_clip's curated zero-shot name (NAMES_ZS)
+    name: str  # open_clip's curated zero-shot name (NAMES_ZS; see imagenet_names for the others)
     lemmas: tuple[str, ...]  # WordNet lemma names, '_' -> ' ', case kept
     definition: str  # WordNet gloss
 
@@ -71,6 +71,49 @@ def imagenet_concepts() -> tuple[Concept, ...]:
         )
         for i, w in enumerate(wnids)
     )
+
+
+#: ImageNet label indices where the descriptor names (``NAMES_DESC``) differ from open_clip's
+#: zero-shot names (``NAMES_ZS``): index -> ``NAMES_DESC`` name (METHODS §0.2).
+DESC_NAME_OVERRIDES: dict[int, str] = {
+    27: "eft",  # NAMES_ZS: newt
+    638: "maillot",  # NAMES_ZS: tights
+    744: "projectile",  # NAMES_ZS: missile
+    836: "sunglass",  # NAMES_ZS: sunglasses
+}
+
+#: The class-name table each purpose uses (METHODS §0.2, §3.1, §4.4, §5.1): ``NAMES_ZS`` for
+#: every zero-shot classifier; ``NAMES_DESC`` for the class name in the IN-Caps captions (the
+#: prefix of the natural-language variants and the template variants), the SL frozen-head
+#: prompts and the first column of the frequency files.
+NAME_TABLE_OF_PURPOSE: dict[str, str] = {
+    "zero-shot": "NAMES_ZS",
+    "caption": "NAMES_DESC",
+    "head-prompt": "NAMES_DESC",
+    "frequency": "NAMES_DESC",
+}
+
+
+@cache
+def imagenet_names(purpose: str) -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names, in label order, of the table ``purpose`` uses (a key of
+    :data:`NAME_TABLE_OF_PURPOSE`)."""
+    if purpose not in NAME_TABLE_OF_PURPOSE:
+        raise ValueError(
+            f"unknown class-name purpose {purpose!r}; expected one of {sorted(NAME_TABLE_OF_PURPOSE)}"
+        )
+    zs = tuple(c.name for c in imagenet_concepts())
+    if NAME_TABLE_OF_PURPOSE[purpose] == "NAMES_ZS":
+        return zs
+    return tuple(DESC_NAME_OVERRIDES.get(i, n) for i, n in enumerate(zs))
+
+
+def names_for(wnids, names, purpose: str) -> list[str]:
+    """The names a label space (parallel ``wnids`` and ``names``, e.g. a variant's classes.tsv)
+    goes by for ``purpose``: an ImageNet-1k class takes its name in that purpose's table; any
+    other class (a transfer set's) keeps its own name."""
+    table = dict(zip((c.wnid for c in imagenet_concepts()), imagenet_names(purpose), strict=True))
+    return [table.get(w, n) for w, n in zip(wnids, names, strict=True)]
 
 
 def concept_subset(name: str) -> tuple[Concept, ...]:

@@ -12,8 +12,9 @@ from tailstudy.io import UserError
 
 @pytest.fixture(scope="session")
 def nltk_data(tmp_path_factory) -> str:
-    """An NLTK data folder holding WordNet 3.0 (``NLTK_DATA`` if it has one, else a temp copy
-    of Debian's ``wordnet-base``); skips the test when neither is available."""
+    """An NLTK data folder holding WordNet 3.0 (``NLTK_DATA`` if it has one, else one set up by
+    :func:`~tailstudy.freq.wordnet.ensure_wordnet` as the workflow does); skips the test, with
+    every source tried, when none works."""
     from tailstudy.freq.wordnet import _has_wordnet, ensure_wordnet
 
     env = os.environ.get("NLTK_DATA")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -294,48 +293,3 @@ def test_project_cli_dispatches_to_freq(tmp_path):
         == 0
     )
     assert out.read_text().splitlines()[0] == "\tA\tB"
-
-
-def test_wordnet_command(tmp_path, monkeypatch, capsys):
-    import tailstudy.freq.wordnet as wn
-
-    if not wn._debian_source(wn.DEBIAN_WORDNET_DIR):
-        pytest.skip("Debian's wordnet-base is not installed (apt-get install wordnet-base)")
-    assert main(["wordnet", "--data-dir", str(tmp_path / "nd")]) == 0
-    corpus = tmp_path / "nd" / "corpora" / "wordnet"
-    assert capsys.readouterr().out.strip() == str(tmp_path / "nd")
-    assert (corpus / "lexnames").read_text().count("\n") == 45
-    assert (corpus / "lexnames").read_text().splitlines()[5] == "05\tnoun.animal\t1"
-    assert (corpus / "index.sense").exists() and (corpus / "data.noun").stat().st_size > 1e6
-    # idempotent
-    assert main(["wordnet", "--data-dir", str(tmp_path / "nd")]) == 0
-
-
-def test_wordnet_unavailable(tmp_path, monkeypatch, capsys):
-    import tailstudy.freq.wordnet as wn
-
-    nltk = pytest.importorskip("nltk")
-
-    monkeypatch.setattr(wn, "DEBIAN_WORDNET_DIR", tmp_path / "none")
-    monkeypatch.setattr(nltk, "download", lambda *a, **k: False)
-    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty")])
-    assert main(["wordnet", "--data-dir", str(tmp_path / "nd")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: WordNet 3.0 is not available") and err.count("\n") == 1
-    assert "wordnet-base" in err
-
-
-def test_wordnet_found_on_nltks_path_is_copied(tmp_path, monkeypatch, nltk_data):
-    import nltk
-
-    import tailstudy.freq.wordnet as wn
-
-    monkeypatch.setattr(wn, "DEBIAN_WORDNET_DIR", tmp_path / "none")
-    monkeypatch.setattr(nltk, "download", lambda *a, **k: pytest.fail("no download expected"))
-    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty"), nltk_data])
-    assert main(["wordnet", "--data-dir", str(tmp_path / "nd")]) == 0
-    copied = tmp_path / "nd" / "corpora" / "wordnet"
-    assert (copied / "data.noun").stat().st_size == (
-        Path(nltk_data) / "corpora" / "wordnet" / "data.noun"
-    ).stat().st_size
-    assert not list((tmp_path / "nd" / "corpora").glob(".*tmp"))

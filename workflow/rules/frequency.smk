@@ -2,8 +2,9 @@
 
 
 rule wordnet:
-    """An NLTK data folder holding WordNet 3.0 (from NLTK's path, Debian's wordnet-base, or
-    nltk.download) for the reference lemmatiser."""
+    """An NLTK data folder holding WordNet 3.0 for the reference lemmatiser: from NLTK's path,
+    Debian's installed wordnet-base, nltk.download, or Debian's packages fetched with apt-get
+    download (no root); the log names the source."""
     output:
         touch(freq_plan.WORDNET_READY),
     log:

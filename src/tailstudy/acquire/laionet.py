@@ -173,11 +173,19 @@ def synset_query(concept: Concept) -> str:
 
 def load_text_encoder(spec: dict, device: str = "cpu"):
     """An open_clip model and tokenizer from ``{open_clip: arch, pretrained: tag or file}`` or
-    ``{open_clip: arch, checkpoint: file}`` (a state dict, or a ``model.pt`` of this project)."""
+    ``{open_clip: arch, checkpoint: file}`` (a state dict, or a ``model.pt`` of this project),
+    built with the activation the weights were trained with (QuickGELU for OpenAI's weights:
+    open_clip's pretrained config says; a ``model.pt`` records it; a local OpenAI weights file
+    needs the ``-quickgelu`` architecture, e.g. ``ViT-B-32-quickgelu``)."""
     import open_clip
-    import torch
 
-    from tailstudy.models.factory import create_clip, get_tokenizer, register_presets
+    from tailstudy.models.factory import (
+        create_clip,
+        get_tokenizer,
+        load_pretrained_clip,
+        read_checkpoint,
+        register_presets,
+    )
 
     register_presets()
     arch = spec.get("open_clip")
@@ -189,9 +197,8 @@ def load_text_encoder(spec: dict, device: str = "cpu"):
         path = Path(spec["checkpoint"])
         if not path.is_file():
             raise UserError(f"text_encoder checkpoint {path} does not exist")
-        model = create_clip(arch)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state["model"] if isinstance(state, dict) and "model" in state else state
+        state, quick_gelu = read_checkpoint(path)
+        model = create_clip(arch, quick_gelu)
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
@@ -201,7 +208,7 @@ def load_text_encoder(spec: dict, device: str = "cpu"):
             ) from None
     elif spec.get("pretrained"):
         try:
-            model = open_clip.create_model(arch, pretrained=spec["pretrained"])
+            model = load_pretrained_clip(arch, spec["pretrained"])
         except (RuntimeError, OSError, ValueError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tailstudy.concepts import concept_subset, imagenet_concepts, openai_templates
+from tailstudy.concepts import concept_subset, imagenet_concepts, names_for, openai_templates
 from tailstudy.data.format import label_counts, read_classes, read_index, write_classes, write_index
 from tailstudy.data.spec import SELECTIONS, check_spec
 from tailstudy.io import UserError, atomic_path, write_json
@@ -82,7 +82,9 @@ def build_captions(index: pd.DataFrame, classes: pd.DataFrame, spec: dict) -> pd
         raise UserError("a caption variant without fields needs prefix: true (template-only)")
     pick_template = _template(spec.get("template", "plain"))
     use_synset = spec.get("name", "class") == "synset"
-    names = classes.set_index("label")["name"].to_dict()
+    names = dict(
+        zip(classes["label"], names_for(classes["wnid"], classes["name"], "caption"), strict=True)
+    )
     lemmas = {}
     if use_synset:
         by_wnid = {c.wnid: c.lemmas for c in imagenet_concepts()}

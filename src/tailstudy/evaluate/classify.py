@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tailstudy.concepts import openai_templates
+from tailstudy.concepts import names_for, openai_templates
 from tailstudy.config import RunConfig
 from tailstudy.data.augment import normalize, resize_center_crop, to_float
 from tailstudy.data.loader import InMemorySet
@@ -51,12 +51,13 @@ def load_run_model(model_path: str, cfg: RunConfig, train_names: list[str]) -> t
             f"{model_path} was trained on {len(state['classes'])} classes that differ from the "
             f"{len(train_names)} of its variant's classes.tsv: retrain run {cfg.run_id}"
         )
+    quick_gelu = bool(state.get("quick_gelu", False))  # the activation the run trained with
     if cfg.objective == "clip":
-        model = factory.create_clip(cfg.arch)
+        model = factory.create_clip(cfg.arch, quick_gelu)
     else:
         head = state["model"]["head"]
         model = factory.create_sl(
-            cfg.arch, len(train_names), head if cfg.recipe.head == "frozen" else None
+            cfg.arch, len(train_names), head if cfg.recipe.head == "frozen" else None, quick_gelu
         )
     model.load_state_dict(state["model"], strict=True)
     return model.eval()
@@ -83,7 +84,7 @@ def evaluate(
     pos = train_positions(train_classes["wnid"], data.classes["wnid"], cfg.run_id)
     freq = np.asarray(train_counts)[pos]
     model = load_run_model(model_path, cfg, train_classes["name"].tolist()).to(device)
-    names = data.classes["name"].tolist()
+    names = names_for(data.classes["wnid"], data.classes["name"], "zero-shot")
     if cfg.objective == "clip":
         tokenizer = factory.get_tokenizer(cfg.arch)
         weights = zero_shot_classifier(model, tokenizer, names, cfg.eval_templates, device)

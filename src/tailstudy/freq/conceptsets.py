@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tailstudy.freq.data import (
-    DESC_NAME_OVERRIDES,
     IMAGENET_SYNONYM_OVERRIDES,
     NEGATIVE_RULES,
     SPECIAL_CASES,
@@ -113,9 +112,9 @@ def negatives_for(phrases: Sequence[str]) -> tuple[str, ...]:
 
 def imagenet_desc_names() -> list[str]:
     """``NAMES_DESC``: the 1000 class names of the frequency files, in label order."""
-    from tailstudy.concepts import imagenet_concepts
+    from tailstudy.concepts import imagenet_names
 
-    return [DESC_NAME_OVERRIDES.get(c.index, c.name) for c in imagenet_concepts()]
+    return list(imagenet_names("frequency"))
 
 
 def imagenet_synonyms() -> dict[str, tuple[str, ...]]:

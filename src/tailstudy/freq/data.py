@@ -5,15 +5,6 @@ Nothing here comes from the authors' repository; these are the facts the spec st
 
 from __future__ import annotations
 
-#: ImageNet label indices where the frequency files' names (``NAMES_DESC``) differ from
-#: open_clip's zero-shot names (``NAMES_ZS``): index -> ``NAMES_DESC`` name (METHODS §0.2).
-DESC_NAME_OVERRIDES: dict[int, str] = {
-    27: "eft",  # NAMES_ZS: newt
-    638: "maillot",  # NAMES_ZS: tights
-    744: "projectile",  # NAMES_ZS: missile
-    836: "sunglass",  # NAMES_ZS: sunglasses
-}
-
 #: Curated ImageNet synonym lists (``SYN``) that differ from the lower-cased WordNet lemmas:
 #: the disambiguating additions of METHODS §0.2 and the lists of the nine negative-word classes
 #: of §2.4. Each entry replaces the class's whole list. ``crane bird`` replaces the bare lemma

@@ -1,36 +1,45 @@
-"""WordNet 3.0 for NLTK's ``WordNetLemmatizer``, set up offline.
+"""WordNet 3.0 for NLTK's ``WordNetLemmatizer``, set up with no person acting.
 
 The reference lemmatiser (METHODS §2.2) is NLTK's ``WordNetLemmatizer`` (noun POS) on WordNet
-3.0. NLTK reads WordNet from ``<nltk_data>/corpora/wordnet/``. Where NLTK already finds WordNet on
-its own search path, that copy is used; otherwise two sources can fill the folder:
+3.0. NLTK reads WordNet from ``<nltk_data>/corpora/wordnet/``. :func:`ensure_wordnet` fills such a
+folder from the first source that works, and logs which ("WordNet 3.0 from ..."):
 
-1. Debian's ``wordnet-base`` package (plus ``wordnet-sense-index``), which installs the WordNet 3.0
-   database in ``/usr/share/wordnet``. NLTK additionally expects a ``lexnames`` file (the 45
+1. WordNet already on NLTK's search path (``NLTK_DATA``, ``~/nltk_data``, ...), copied.
+2. Debian's ``wordnet-base`` package (plus ``wordnet-sense-index``) where installed: the WordNet
+   3.0 database in ``/usr/share/wordnet``. NLTK additionally expects a ``lexnames`` file (the 45
    lexicographer file names, a fixed fact of WordNet 3.0, written here from :data:`LEXNAMES`) and
    an ``index.sense`` file (an empty one is written when ``wordnet-sense-index`` is missing; the
    lemmatiser never reads it). Files are copied, not linked: NLTK refuses links that leave its
    data folder.
-2. ``nltk.download('wordnet')``, where the machine has internet.
+3. ``nltk.download('wordnet')``, where the machine has internet.
+4. The same two Debian packages fetched from the machine's package archive with ``apt-get
+   download`` and unpacked with ``dpkg-deb -x`` next to the data folder: no root, no install.
+   Where the machine's package lists lack them, a private ``apt-get update`` into that folder
+   fetches the lists first (verified against the archive keys the machine trusts).
 
-:func:`ensure_wordnet` tries them in that order; :func:`load_lemmatizer` returns NLTK's
-lemmatiser bound to a given data folder.
+When none works, the one-line error names every source tried and what to do.
+:func:`load_lemmatizer` returns NLTK's lemmatiser bound to a given data folder.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from urllib.parse import unquote
 
 from tailstudy.io import UserError
 
 log = logging.getLogger(__name__)
 
-#: Where Debian's ``wordnet-base`` installs the WordNet 3.0 database.
-DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
+#: Where Debian's ``wordnet-base`` package puts the WordNet 3.0 database, and where it is once
+#: installed.
+_DEBIAN_PACKAGE_DIR = "usr/share/wordnet"
+DEBIAN_WORDNET_DIR = Path("/") / _DEBIAN_PACKAGE_DIR
 
 #: WordNet 3.0 database files NLTK's corpus reader opens (``lexnames`` and ``index.sense`` are
 #: handled separately).
@@ -167,39 +176,165 @@ def _copy_nltk(found: Path, nltk_data_dir: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+#: Debian's packages of the WordNet 3.0 database (``index.sense`` is in the second).
+DEBIAN_PACKAGES = ("wordnet-base", "wordnet-sense-index")
+
+#: Extra ``apt-get`` options of the first ``apt-get download`` try (the machine's own lists).
+APT_OPTIONS: tuple[str, ...] = ()
+
+_APT_TIMEOUT_S = 600
+
+
+def _first_line(text: str) -> str:
+    lines = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith("W:")]
+    return next((x for x in lines if x.startswith("E:")), lines[-1] if lines else "")
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    """Run a command quietly; a failure raises RuntimeError with its first error line."""
+    import subprocess
+
+    try:
+        p = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=_APT_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{' '.join(cmd[:2])} took over {_APT_TIMEOUT_S} s") from None
+    if p.returncode != 0:
+        raise RuntimeError(_first_line(p.stderr + p.stdout) or f"{cmd[0]} exit {p.returncode}")
+
+
+def _apt_fetch(work: Path) -> list[Path]:
+    """``apt-get download`` Debian's WordNet packages into ``work``; returns the ``.deb`` files.
+
+    Needs no root: the first try uses the machine's package lists; where they lack the packages
+    (a fresh container whose lists were never fetched), a private ``apt-get update`` into
+    ``work`` fetches them (signed by the archive keys the machine trusts) and the download is
+    retried with those lists.
+    """
+    apt = shutil.which("apt-get")
+    if apt is None or shutil.which("dpkg-deb") is None:
+        raise RuntimeError("apt-get/dpkg-deb not found (not a Debian-based machine)")
+    debs = work / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    try:
+        _run([apt, "download", "-q", *APT_OPTIONS, *DEBIAN_PACKAGES], debs)
+    except RuntimeError as first:
+        lists, cache = work / "apt-lists", work / "apt-cache"
+        for d in (lists / "partial", cache / "archives" / "partial"):
+            d.mkdir(parents=True, exist_ok=True)
+        opts = ["-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={cache}"]
+        log.info("apt-get download: %s; fetching the package lists into %s", first, lists)
+        _run([apt, "update", "-q", *opts], work)
+        _run([apt, "download", "-q", *opts, *DEBIAN_PACKAGES], debs)
+    found = sorted(debs.glob("*.deb"))
+    if len(found) < len(DEBIAN_PACKAGES):
+        raise RuntimeError(f"apt-get download left {len(found)} package files in {debs}")
+    return found
+
+
+def _from_debian_archive(root: Path) -> str:
+    """Fetch and unpack Debian's WordNet 3.0 packages without root (``apt-get download`` +
+    ``dpkg-deb -x``) and copy the database into ``root``; returns the package files' names."""
+    work = root.parent / f".wordnet-debs.{os.getpid()}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        debs = _apt_fetch(work)
+        unpacked = work / "root"
+        for deb in debs:
+            _run(["dpkg-deb", "-x", str(deb), str(unpacked)], work)
+        src = unpacked / _DEBIAN_PACKAGE_DIR
+        if not _debian_source(src):
+            raise RuntimeError(f"the packages hold no WordNet database in /{_DEBIAN_PACKAGE_DIR}")
+        _copy_debian(src, root)
+        return ", ".join(unquote(d.name) for d in debs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _nltk_download(root: Path) -> None:
+    """``nltk.download('wordnet')`` into ``root``; raises RuntimeError when it fails."""
+    import socket
+
+    try:
+        import nltk
+    except ImportError:
+        raise RuntimeError("NLTK is not installed") from None
+    root.mkdir(parents=True, exist_ok=True)
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(60)  # NLTK's downloader sets none: a dropped connection would hang
+    try:  # NLTK prints its errors even when quiet; they are raised and reported here
+        ok = nltk.download(
+            "wordnet",
+            download_dir=str(root),
+            quiet=True,
+            raise_on_error=True,
+            print_error_to=io.StringIO(),
+        )
+    except Exception as e:  # no network, a proxy refusing, ...
+        ok, why = False, _first_line(str(e)) or type(e).__name__
+    else:
+        why = "the download did not complete"
+    finally:
+        socket.setdefaulttimeout(old)
+    if not ok or not _has_wordnet(root):  # leave no partial download for the next run to trust
+        (root / "corpora" / "wordnet.zip").unlink(missing_ok=True)
+        shutil.rmtree(_corpus_dir(root), ignore_errors=True)
+        raise RuntimeError(why)
+
+
 def ensure_wordnet(nltk_data_dir: str | os.PathLike) -> Path:
     """Make ``nltk_data_dir`` an NLTK data folder holding WordNet 3.0; return it (absolute).
 
-    Uses, in order: what the folder already holds, WordNet on NLTK's own search path (copied),
-    Debian's ``/usr/share/wordnet`` (packages ``wordnet-base`` and ``wordnet-sense-index``), then
-    ``nltk.download('wordnet')``. Raises
-    :class:`tailstudy.io.UserError` when none of them works.
+    Sources, in order (the first that works is logged as "WordNet 3.0 from ..."): what the
+    folder already holds; WordNet on NLTK's own search path (copied); Debian's
+    ``/usr/share/wordnet`` (packages ``wordnet-base`` and ``wordnet-sense-index``, installed);
+    ``nltk.download('wordnet')`` (needs internet); the same Debian packages fetched from the
+    machine's package archive with ``apt-get download`` and unpacked with ``dpkg-deb -x``, which
+    needs no root and no person. Raises :class:`tailstudy.io.UserError` naming every source tried
+    when none works.
     """
     root = Path(nltk_data_dir).resolve()
     if _has_wordnet(root):
+        log.info("WordNet 3.0 from %s (set up before)", root)
         return root
+    tried = []
     found = _nltk_installed(exclude=root)
     if found is not None:
         _copy_nltk(found, root)
-        log.info("copied WordNet from %s into %s", found, root)
+        log.info("WordNet 3.0 from NLTK's data path: copied %s into %s", found, root)
         return root
+    tried.append("NLTK's data path (none)")
     if _debian_source(DEBIAN_WORDNET_DIR):
         _copy_debian(DEBIAN_WORDNET_DIR, root)
-        log.info("copied WordNet 3.0 from %s into %s", DEBIAN_WORDNET_DIR, root)
+        log.info(
+            "WordNet 3.0 from Debian's installed packages: copied %s into %s",
+            DEBIAN_WORDNET_DIR,
+            root,
+        )
         return root
+    tried.append(f"{DEBIAN_WORDNET_DIR} (wordnet-base not installed)")
     try:
-        import nltk
-
-        root.mkdir(parents=True, exist_ok=True)
-        ok = nltk.download("wordnet", download_dir=str(root), quiet=True, raise_on_error=True)
-    except Exception:  # no network, no nltk, ...: fall through to the one-line error
-        ok = False
-    if ok and _has_wordnet(root):
+        _nltk_download(root)
+        log.info("WordNet 3.0 from nltk.download('wordnet') into %s", root)
         return root
+    except RuntimeError as e:
+        tried.append(f"nltk.download ({e})")
+    try:
+        debs = _from_debian_archive(root)
+        log.info(
+            "WordNet 3.0 from Debian's package archive (apt-get download, dpkg-deb -x: %s) into %s",
+            debs,
+            root,
+        )
+        return root
+    except RuntimeError as e:
+        tried.append(f"apt-get download {' '.join(DEBIAN_PACKAGES)} ({e})")
     raise UserError(
-        f"WordNet 3.0 is not available for {root}: install the Debian packages wordnet-base and "
-        "wordnet-sense-index (apt-get install wordnet-base wordnet-sense-index) or allow "
-        "nltk.download('wordnet')"
+        f"WordNet 3.0 is not available for {root}; tried {'; '.join(tried)}: install the Debian "
+        "packages (apt-get install wordnet-base wordnet-sense-index), allow nltk.download's "
+        "internet access, or put WordNet in an NLTK data folder on NLTK_DATA"
     )
 
 

@@ -3,16 +3,25 @@
 Architectures are open_clip model configs. The project registers its own small presets
 (``models/presets/*.json``, e.g. ``RN-tiny`` for the embedded world) next to open_clip's built-in
 ones (``RN50`` at paper scale), so every model is created through ``open_clip.create_model``.
+
+Pre-trained weights are loaded into a model built with the activation they were trained with:
+QuickGELU for OpenAI's weights (and most older OpenCLIP ones), which open_clip's ``RN50`` and
+``ViT-B-32`` configs do not build by themselves. open_clip's pretrained config says which; a
+``model.pt`` written by the trainer records it (``quick_gelu``) and its readers rebuild it so.
 """
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from importlib.resources import files
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger("tailstudy.models")
 
 # Text-tower parameters of an open_clip CLIP (the "head" that frozen/init modes load).
 TEXT_TOWER_PREFIXES = (
@@ -37,14 +46,62 @@ def register_presets() -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def create_clip(arch: str) -> nn.Module:
-    """A randomly initialised open_clip CLIP model of architecture ``arch``."""
+def create_clip(arch: str, quick_gelu: bool = False) -> nn.Module:
+    """A randomly initialised open_clip CLIP model of architecture ``arch``; ``quick_gelu``
+    builds it with QuickGELU instead of the architecture's own activation (the activation the
+    weights later loaded into it were trained with: see :func:`pretrained_quick_gelu`)."""
     import open_clip
 
     register_presets()
     if arch not in open_clip.list_models():
         raise ValueError(f"unknown architecture {arch!r}; open_clip knows e.g. RN50, RN-tiny")
-    return open_clip.create_model(arch, pretrained=None)
+    return open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu)
+
+
+def pretrained_quick_gelu(arch: str, pretrained: str) -> bool:
+    """Whether open_clip's pretrained weights ``arch``/``pretrained`` were trained with QuickGELU,
+    as open_clip's pretrained config records (OpenAI's and most older OpenCLIP weights were).
+
+    A local weights file is in no registry: for one that needs QuickGELU, name the
+    ``-quickgelu`` architecture (e.g. ``RN50-quickgelu``), as open_clip does.
+    """
+    from open_clip.pretrained import get_pretrained_cfg
+
+    register_presets()
+    return bool(get_pretrained_cfg(arch, pretrained).get("quick_gelu", False))
+
+
+def uses_quick_gelu(model: nn.Module) -> bool:
+    """Whether ``model`` was built with QuickGELU (recorded in the checkpoints it is saved to)."""
+    from open_clip.transformer import QuickGELU
+
+    return any(isinstance(m, QuickGELU) for m in model.modules())
+
+
+def load_pretrained_clip(arch: str, pretrained: str) -> nn.Module:
+    """An open_clip model with pretrained weights (a tag of open_clip's registry, or a local
+    file), built with the activation those weights were trained with."""
+    import open_clip
+
+    register_presets()
+    quick_gelu = pretrained_quick_gelu(arch, pretrained)
+    model = open_clip.create_model(arch, pretrained=pretrained, force_quick_gelu=quick_gelu)
+    log.info(
+        "open_clip %s/%s built with %s",
+        arch,
+        pretrained,
+        "QuickGELU" if uses_quick_gelu(model) else "its architecture's activation",
+    )
+    return model
+
+
+def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], bool]:
+    """(state dict, QuickGELU?) of a ``model.pt`` this project wrote (which records the
+    activation), or of a file holding a bare open_clip state dict (the architecture's own)."""
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "model" in obj:
+        return obj["model"], bool(obj.get("quick_gelu", False))
+    return obj, False
 
 
 def get_tokenizer(arch: str):
@@ -80,21 +137,26 @@ def load_text_tower(model: nn.Module, state: dict[str, torch.Tensor], freeze: bo
                 p.requires_grad_(False)
 
 
-def pretrained_text_state(source: dict) -> dict[str, torch.Tensor]:
-    """The state dict holding a pre-trained text tower.
+class TextWeights(NamedTuple):
+    """A pre-trained text tower's state dict and the activation it was trained with; the model
+    that takes it must be built with ``create_clip(arch, quick_gelu=...)``."""
+
+    state: dict[str, torch.Tensor]
+    quick_gelu: bool
+
+
+def pretrained_text_state(source: dict) -> TextWeights:
+    """The weights holding a pre-trained text tower, with their activation.
 
     ``source`` is either ``{"checkpoint": path}`` (a ``model.pt`` written by this project's
-    trainer, or any file holding an open_clip state dict) or ``{"open_clip": arch, "pretrained":
-    tag}`` (weights through open_clip's own pretrained registry, paper scale).
+    trainer, which records its activation, or any file holding an open_clip state dict) or
+    ``{"open_clip": arch, "pretrained": tag}`` (weights through open_clip's own pretrained
+    registry, paper scale; QuickGELU where the registry says the weights were trained with it).
     """
     if "checkpoint" in source:
-        obj = torch.load(source["checkpoint"], map_location="cpu", weights_only=True)
-        return obj["model"] if isinstance(obj, dict) and "model" in obj else obj
-    import open_clip
-
-    register_presets()
-    model = open_clip.create_model(source["open_clip"], pretrained=source["pretrained"])
-    return model.state_dict()
+        return TextWeights(*read_checkpoint(source["checkpoint"]))
+    model = load_pretrained_clip(source["open_clip"], source["pretrained"])
+    return TextWeights(model.state_dict(), uses_quick_gelu(model))
 
 
 @torch.no_grad()
@@ -145,7 +207,12 @@ class PrototypeClassifier(nn.Module):
         return F.normalize(self.features(images), dim=-1), self.prototypes()
 
 
-def create_sl(arch: str, num_classes: int, prototypes: torch.Tensor | None = None) -> nn.Module:
-    clip = create_clip(arch)
+def create_sl(
+    arch: str,
+    num_classes: int,
+    prototypes: torch.Tensor | None = None,
+    quick_gelu: bool = False,
+) -> nn.Module:
+    clip = create_clip(arch, quick_gelu)
     dim = clip.text_projection.shape[1] if prototypes is None else prototypes.shape[1]
     return PrototypeClassifier(clip.visual, num_classes, dim, prototypes)

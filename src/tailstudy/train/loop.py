@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from tailstudy import jobinfo
+from tailstudy.concepts import names_for
 from tailstudy.config import RunConfig
 from tailstudy.data.augment import normalize, random_resized_crop, to_float
 from tailstudy.data.loader import InMemorySet
@@ -64,13 +65,14 @@ def resolve_device(device: str, gpus: int | None = None) -> torch.device:
 def build_model(
     cfg: RunConfig, class_names: list[str], text_checkpoint: str | None
 ) -> tuple[nn.Module, object]:
-    """The model of a run, with its pre-trained text tower / frozen head loaded if asked."""
+    """The model of a run, with its pre-trained text tower / frozen head loaded if asked;
+    ``class_names`` are the label space's names as the frozen-head prompts use them."""
     r = cfg.recipe
     tokenizer = factory.get_tokenizer(cfg.arch)
     needs_text = (cfg.objective == "clip" and r.text_tower in ("frozen", "init")) or (
         cfg.objective == "sl" and r.head == "frozen"
     )
-    text_state = None
+    text = None  # factory.TextWeights: the state dict and the activation it was trained with
     if needs_text:
         src = dict(cfg.text_source or {})
         if "run" in src:
@@ -82,16 +84,16 @@ def build_model(
             src = {"checkpoint": text_checkpoint}
         if not src:
             raise UserError(f"run {cfg.run_id} needs a text encoder but its config names none")
-        text_state = factory.pretrained_text_state(src)
+        text = factory.pretrained_text_state(src)
     if cfg.objective == "clip":
-        model = factory.create_clip(cfg.arch)
-        if text_state is not None:
-            factory.load_text_tower(model, text_state, freeze=r.text_tower == "frozen")
+        model = factory.create_clip(cfg.arch, quick_gelu=text is not None and text.quick_gelu)
+        if text is not None:
+            factory.load_text_tower(model, text.state, freeze=r.text_tower == "frozen")
         return model, tokenizer
     prototypes = None
-    if text_state is not None:
-        clip = factory.create_clip(cfg.arch)
-        factory.load_text_tower(clip, text_state, freeze=True)
+    if text is not None:
+        clip = factory.create_clip(cfg.arch, quick_gelu=text.quick_gelu)
+        factory.load_text_tower(clip, text.state, freeze=True)
         clip.eval()
         prototypes = factory.encode_prompts(
             clip, tokenizer, [r.head_prompt.format(n) for n in class_names]
@@ -224,11 +226,12 @@ def fit(
     total = r.epochs * steps_per_epoch
     size = data.images.shape[1]
     class_names = data.classes["name"].tolist()
+    prompt_names = names_for(data.classes["wnid"], class_names, "head-prompt")
 
     # ---- data
     tokens = None
     # ---- model
-    model, tokenizer = build_model(cfg, class_names, text_checkpoint)
+    model, tokenizer = build_model(cfg, prompt_names, text_checkpoint)
     # CLIP normalises over the global batch (SyncBN) on GPUs with nccl; SyncBN has no CPU
     # kernels, so with gloo each process normalises its own batch (rank 0's statistics kept)
     sync_bn = (
@@ -425,7 +428,13 @@ def fit(
     model.eval()
     with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
         torch.save(
-            {"model": model.state_dict(), "config": cfg.to_dict(), "classes": class_names}, tmp
+            {
+                "model": model.state_dict(),
+                "config": cfg.to_dict(),
+                "classes": class_names,
+                "quick_gelu": factory.uses_quick_gelu(model),  # rebuilt so by its readers
+            },
+            tmp,
         )
     import json
 
