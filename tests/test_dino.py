@@ -271,3 +271,43 @@ def test_spec_from_config():
         dino.DinoSpec.from_dict({"sample_num": 70000})
     with pytest.raises(UserError, match=r"unknown keys \['prototypes'\]"):
         dino.DinoSpec.from_dict({"prototypes": 3})
+
+
+# ---- 2 gloo processes: the all-reduced Sinkhorn and center equal the single-process ones
+
+
+def _two_rank_targets(rank, tmp):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/pg", rank=rank, world_size=2)
+    torch.manual_seed(50 + rank)  # ranks' other generators differ
+    spec = small_spec(teacher_norm="centering")
+    logits = torch.rand(8, 12, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    mine = logits[rank * 4 : (rank + 1) * 4]
+    subset = dino.prototype_subset(spec, seed=1, step=2)
+    centering = dino.DinoLoss(spec)
+    centering.targets(mine, 0, subset)
+    out = {
+        "subset": subset,
+        "sinkhorn": dino.sinkhorn_targets(mine, 0.5, 3),
+        "center": centering.center.clone(),
+    }
+    torch.save(out, f"{tmp}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_sinkhorn_and_center_are_reduced_over_ranks(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_two_rank_targets, args=(str(tmp_path),), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert torch.equal(ranks[0]["subset"], ranks[1]["subset"])
+    logits = torch.rand(8, 12, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    whole = dino.sinkhorn_targets(logits, 0.5, 3)  # one process, the global batch
+    torch.testing.assert_close(torch.cat([r["sinkhorn"] for r in ranks]), whole)
+    spec = small_spec(teacher_norm="centering")
+    centering = dino.DinoLoss(spec)
+    centering.targets(logits, 0, ranks[0]["subset"])
+    for r in ranks:
+        torch.testing.assert_close(r["center"], centering.center)
