@@ -204,3 +204,31 @@ def test_visual_encoder_loads_a_runs_tower(tmp_path):
     torch.save({"model": {"head": torch.zeros(2)}}, tmp_path / "bad.pt")
     with pytest.raises(UserError, match="holds no visual"):
         lp.visual_encoder(tmp_path / "bad.pt", "RN-tiny")
+
+
+def test_features_follow_the_row_order_across_shards(tmp_path):
+    import pandas as pd
+
+    from tailstudy.data.format import write_dataset
+
+    # 6 one-colour images over 3 shards; the val rows interleave shards
+    images = np.stack([np.full((8, 8, 3), 40 * i, dtype=np.uint8) for i in range(6)])
+    index = pd.DataFrame(
+        {
+            "key": [f"k{i}" for i in range(6)],
+            "label": [0, 1, 0, 1, 0, 1],
+            "caption": "",
+            "split": ["val", "train", "val", "test", "val", "train"],
+        }
+    )
+    write_dataset(tmp_path / "d", "d", index, images, [("a", "a"), ("b", "b")], {}, shard_size=2)
+    calls = []
+
+    def encoder(x):
+        calls.append(len(x))
+        return x[:, :1].mean(dim=(2, 3))
+
+    f = lp.cached_features(tmp_path / "val.npz", encoder, tmp_path / "d", "val", size=8, batch=4)
+    assert f["key"].tolist() == ["k0", "k2", "k4"] and calls == [1, 1, 1]  # one run per shard
+    assert np.all(np.diff(f["features"][:, 0]) > 0)  # brighter image, larger feature: in order
+    assert f["label"].tolist() == [0, 0, 0] and "labels" not in f

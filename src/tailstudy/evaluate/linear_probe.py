@@ -198,22 +198,29 @@ def split_rows(dataset_root: str | Path, split: str):
             f"{dataset_root} has no split column: it is not a transfer set; build it with "
             "source: transfer"
         )
-    want = ["key", "label", "split"] + [c for c in ("labels", "difficult") if c in cols]
+    want = ["key", "shard", "label", "split"] + [c for c in ("labels", "difficult") if c in cols]
     index = read_index(dataset_root, columns=want)
     return index[index["split"] == split].reset_index(drop=True)
 
 
-def image_batches(
-    dataset_root: str | Path, keys: list[str], size: int, batch: int
-) -> Iterator[torch.Tensor]:
-    """Probe inputs: images resized (shorter side, bicubic) and centre-cropped to ``size``,
-    OpenAI-normalised, float NCHW, decoded ``batch`` at a time."""
+def image_batches(dataset_root: str | Path, rows, size: int, batch: int) -> Iterator[torch.Tensor]:
+    """Probe inputs of ``rows`` (``key``, ``shard``), in their order: images resized (shorter
+    side, bicubic) and centre-cropped to ``size``, OpenAI-normalised, float NCHW, ``batch`` at a
+    time. Each run of consecutive rows in one shard is decoded in one pass over that shard."""
     from tailstudy.data.augment import normalize, resize_center_crop, to_float
     from tailstudy.data.format import load_images
 
-    for i in range(0, len(keys), batch):
-        images = torch.from_numpy(load_images(dataset_root, keys[i : i + batch]))
-        yield normalize(resize_center_crop(to_float(images), size))
+    keys = rows["key"].astype(str).tolist()
+    shards = rows["shard"].tolist()
+    start = 0
+    while start < len(keys):
+        end = start
+        while end < len(keys) and shards[end] == shards[start]:
+            end += 1
+        images = torch.from_numpy(load_images(dataset_root, keys[start:end]))
+        for i in range(0, len(images), batch):
+            yield normalize(resize_center_crop(to_float(images[i : i + batch]), size))
+        start = end
 
 
 @torch.no_grad()
@@ -233,6 +240,17 @@ def extract_features(
     for x in tqdm(batches, total=total, desc=desc, unit="batch", mininterval=5):
         out.append(encoder(x.to(device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def _runs(values: list) -> list[list]:
+    """Consecutive runs of equal values."""
+    out: list[list] = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1].append(v)
+        else:
+            out.append([v])
+    return out
 
 
 def cached_features(
@@ -260,10 +278,10 @@ def cached_features(
             if z["key"].tolist() == keys:
                 return {k: z[k] for k in z.files}
         log.info("%s holds other rows than %s's %s split: recomputing", cache, dataset_root, split)
-    n_batches = -(-len(keys) // batch)
+    n_batches = sum(-(-len(g) // batch) for g in _runs(rows["shard"].tolist()))
     features = extract_features(
         encoder,
-        image_batches(dataset_root, keys, size, batch),
+        image_batches(dataset_root, rows, size, batch),
         device,
         total=n_batches,
         desc=f"{Path(dataset_root).name} {split}",
