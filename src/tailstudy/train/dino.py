@@ -31,6 +31,22 @@ The pieces a DINO training objective calls, each a small function or module:
 
 The backbone kept for transfer is the teacher's vision tower (:func:`teacher_backbone_state`),
 saved under open_clip's ``visual.*`` keys so the evaluation code loads it like any other run.
+
+One training step, as an objective runs it (``student`` may be wrapped in DDP; the teacher stays
+in train mode, as in DINO, and ``loss_fn`` lives on the device)::
+
+    hp = apply_schedules(opt, spec, step, total, steps_per_epoch, global_batch)
+    crops = [c.to(dev) for c in multicrop(images, generator)]  # 2 global, then local
+    subset = prototype_subset(spec, seed, step, dev)
+    loss = dino_loss(student, teacher, crops, loss_fn, epoch, subset)
+    opt.zero_grad(); loss.backward()          # with a GradScaler: unscale_ before clipping
+    clip_gradients(model, spec.clip_grad)
+    cancel_prototype_gradients(model, epoch, spec.freeze_last_layer)
+    opt.step()
+    update_teacher(model, teacher, hp["momentum"])   # model: the unwrapped student
+
+A checkpoint holds the student, the teacher, the optimiser, ``loss_fn`` (its center) and the
+generator's state.
 """
 
 from __future__ import annotations
@@ -48,6 +64,7 @@ from torch import nn
 from tailstudy.io import UserError
 
 TEACHER_NORMS = ("sinkhorn", "centering")
+SUBSET_STREAM = 0x5EED  # keeps the subset draws apart from other streams seeded by the run seed
 
 
 @dataclass(frozen=True)
@@ -310,7 +327,8 @@ def prototype_subset(
     """
     if spec.sample_num is None:
         return None
-    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step) + 0x5EED)
+    key = np.random.SeedSequence([int(seed), int(step), SUBSET_STREAM]).generate_state(2)
+    gen = torch.Generator().manual_seed(int(key[0]) << 32 | int(key[1]))
     idx = torch.randperm(spec.n_prototypes, generator=gen)[: spec.sample_num]
     return idx.to(device) if device is not None else idx
 
