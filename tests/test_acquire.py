@@ -720,8 +720,18 @@ def test_transfer_sets_from_torchvision_layouts(tmp_path):
     src = np.asarray(Image.open(pets / "images/beagle_3.jpg").convert("RGB"))
     assert (np.asarray(Image.open(io.BytesIO(img))) == src).all()
 
-    with pytest.raises(UserError, match="torchvision's DTD cannot read"):
+    with pytest.raises(
+        UserError, match=r"root .*nowhere is not a folder; expected <root>/dtd/dtd/"
+    ):
         build_transfer({"dataset": "dtd", "root": str(tmp_path / "nowhere")}, tmp_path / "x", "x")
+    # extracted one level too shallow: torchvision's class cannot read it; the layout is named
+    shallow = tmp_path / "shallow"
+    (shallow / "dtd").mkdir(parents=True)
+    (tmp_path / "dtd-root/dtd/dtd/images").rename(shallow / "dtd/images")
+    with pytest.raises(
+        UserError, match=r"torchvision's DTD cannot read .*expected <root>/dtd/dtd/"
+    ):
+        build_transfer({"dataset": "dtd", "root": str(shallow)}, tmp_path / "x", "x")
     assert random_val(10).sum() == 2 and random_val(9).sum() == 1
 
 
@@ -889,10 +899,44 @@ def test_voc2007_is_multi_label_without_difficult_only_classes(tmp_path):
     with pytest.raises(UserError, match="ImageSets/Main/val.txt is missing") as e:
         build_transfer(spec, tmp_path / "x", "x")
     assert "\n" not in str(e.value)
-    with pytest.raises(UserError, match="VOCdevkit/VOC2007/ImageSets/Main/train.txt is missing"):
+    # the devkit folder itself given as root: one level too deep
+    with pytest.raises(
+        UserError,
+        match=r"VOCdevkit/VOCdevkit/VOC2007/ImageSets/Main/train.txt is missing.*laid out",
+    ):
         build_transfer(
-            {"dataset": "voc2007", "root": str(tmp_path / "nowhere")}, tmp_path / "x", "x"
+            {"dataset": "voc2007", "root": str(tmp_path / "voc/VOCdevkit")}, tmp_path / "x", "x"
         )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "aircraft",
+        "cars",
+        "cifar10",
+        "cifar100",
+        "dtd",
+        "flowers",
+        "food",
+        "pets",
+        "caltech101",
+        "sun397",
+        "voc2007",
+    ],
+)
+def test_transfer_root_missing_or_empty_names_the_set_and_its_layout(tmp_path, key):
+    from tailstudy.acquire.transfer import LAYOUTS, build_transfer
+
+    for root in (tmp_path / "nowhere", tmp_path / "empty"):
+        if root.name == "empty":
+            root.mkdir()
+        with pytest.raises(UserError) as e:
+            build_transfer({"dataset": key, "root": str(root)}, tmp_path / "x", "x")
+        msg = str(e.value)
+        assert "\n" not in msg and f"transfer set {key}" in msg, msg
+        assert LAYOUTS[key].split(" ")[0] in msg, msg  # the folder it expects under the root
+    assert not (tmp_path / "x" / "index.parquet").exists()
 
 
 def load_images_raw(root, key):

@@ -110,6 +110,25 @@ VOC_CLASSES = (
     "tvmonitor",
 )
 
+#: where each set's files must be under its ``root`` (named in every error about a bad root)
+LAYOUTS: dict[str, str] = {
+    "aircraft": "<root>/fgvc-aircraft-2013b/data/ (images/, variants.txt, images_variant_*.txt)",
+    "cars": "<root>/stanford_cars/ (cars_train/, cars_test/, devkit/cars_meta.mat, "
+    "devkit/cars_train_annos.mat, cars_test_annos_withlabels.mat)",
+    "cifar10": "<root>/cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta)",
+    "cifar100": "<root>/cifar-100-python/ (train, test, meta)",
+    "dtd": "<root>/dtd/dtd/ (images/<class>/, labels/train1.txt, val1.txt, test1.txt)",
+    "flowers": "<root>/flowers-102/ (jpg/, imagelabels.mat, setid.mat)",
+    "food": "<root>/food-101/ (images/<class>/, meta/train.json, meta/test.json)",
+    "pets": "<root>/oxford-iiit-pet/ (images/, annotations/trainval.txt, annotations/test.txt)",
+    "caltech101": "<root>/caltech101/101_ObjectCategories/<class>/ and "
+    "<root>/caltech101-splits/train.txt, test.txt",
+    "sun397": "<root>/SUN397/ (ClassName.txt, <letter>/<class>/) and "
+    "<root>/Partitions/Training_01.txt, Testing_01.txt",
+    "voc2007": "<root>/VOCdevkit/VOC2007/ (Annotations/, JPEGImages/, "
+    "ImageSets/Main/train.txt, val.txt, test.txt)",
+}
+
 VAL_FRACTION = 0.2
 
 
@@ -136,9 +155,11 @@ def _open(key: str, root: Path, split):
     try:
         return cls(str(root), download=False, **args)
     except (RuntimeError, FileNotFoundError, OSError) as e:
+        # torchvision's advice to download does not apply: the workflow reads local copies
+        why = " ".join(str(e).replace("You can use download=True to download it", "").split())
         raise UserError(
-            f"transfer set {key}: torchvision's {cls_name} cannot read {root} ({e}); put the "
-            "dataset there as torchvision lays it out"
+            f"transfer set {key}: torchvision's {cls_name} cannot read {root} ({why}); "
+            f"expected {LAYOUTS[key]}"
         ) from None
 
 
@@ -160,7 +181,8 @@ def _lines(key: str, path: Path, what: str) -> list[str]:
     """The non-empty stripped lines of a split or class file; UserError naming it if absent."""
     if not path.is_file():
         raise UserError(
-            f"transfer set {key}: {path} is missing; put {what} there (README: Getting the data)"
+            f"transfer set {key}: {path} is missing; put {what} there, laid out as "
+            f"{LAYOUTS[key]} (README: Getting the data)"
         )
     lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not lines:
@@ -173,7 +195,7 @@ def _caltech101(root: Path) -> tuple[list[tuple[str, str]], dict[str, list[Sampl
     if not images.is_dir():
         raise UserError(
             f"transfer set caltech101: {images} is missing; extract Caltech-101's "
-            "101_ObjectCategories there"
+            f"101_ObjectCategories there, laid out as {LAYOUTS['caltech101']}"
         )
     names = sorted(d.name for d in images.iterdir() if d.is_dir())
     label_of = {c: i for i, c in enumerate(names)}
@@ -326,6 +348,11 @@ def build_transfer(spec: dict, out: Path, name: str) -> dict:
         raise UserError(
             f"dataset {name}: unknown transfer set {key!r} "
             f"({', '.join(sorted([*TRANSFER_SETS, *OWN_SETS]))})"
+        )
+    if not root.is_dir():
+        raise UserError(
+            f"transfer set {key} (dataset {name}): root {root} is not a folder; "
+            f"expected {LAYOUTS[key]}"
         )
     metric = OWN_SETS[key] if key in OWN_SETS else TRANSFER_SETS[key][3]
     from tailstudy.acquire.build import _image_size
