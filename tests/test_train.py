@@ -147,7 +147,7 @@ def test_subset_variant_trains_a_head_of_its_own_classes(tiny_dataset, tmp_path)
 def test_frozen_head_of_a_subset_is_the_full_heads_rows(tiny_dataset, tmp_path):
     from tailstudy.data.format import read_classes
     from tailstudy.models import factory
-    from tailstudy.train.loop import build_model
+    from tailstudy.train.objectives.sl import SL
 
     torch.manual_seed(0)
     torch.save({"model": factory.create_clip("RN-tiny").state_dict()}, tmp_path / "text.pt")
@@ -158,8 +158,8 @@ def test_frozen_head_of_a_subset_is_the_full_heads_rows(tiny_dataset, tmp_path):
         }
     )
     names = read_classes(tiny_dataset)["name"].tolist()
-    full, _ = build_model(cfg, names, str(tmp_path / "text.pt"))
-    sub, _ = build_model(cfg, [names[i] for i in (1, 3, 4)], str(tmp_path / "text.pt"))
+    full = SL(cfg).build(names, str(tmp_path / "text.pt"))
+    sub = SL(cfg).build([names[i] for i in (1, 3, 4)], str(tmp_path / "text.pt"))
     assert sub.frozen_head and sub.head.shape[0] == 3
     assert torch.allclose(sub.head, full.head[[1, 3, 4]], atol=1e-5)
 
