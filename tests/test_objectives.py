@@ -155,10 +155,10 @@ class Toy(Objective):
     def loss(self, net, batch, generator):
         return F.cross_entropy(net(batch["images"]), batch["labels"])
 
-    def after_backward(self, step, total):
-        assert self.model[2].weight.grad is not None
+    def after_backward(self, step):
+        assert self.model[2].weight.grad is not None and self.steps_per_epoch == 3
 
-    def after_step(self, step, total):
+    def after_step(self, step):
         self.ema.mul_(0.9).add_(self.model[2].weight.detach(), alpha=0.1)
 
     def metrics(self):

@@ -79,8 +79,9 @@ def fit(
     dev = resolve_device(device, r.gpus)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     out_dir, ckpt_dir = Path(out_dir), Path(ckpt_dir)
-    objective = objectives.get(cfg.objective)(cfg, ranks)
-    steps_per_epoch = plan_steps(cfg, len(data), objective.drop_last, ranks)
+    kind = objectives.get(cfg.objective)
+    steps_per_epoch = plan_steps(cfg, len(data), kind.drop_last, ranks)
+    objective = kind(cfg, ranks, steps_per_epoch)
     total = r.epochs * steps_per_epoch
     class_names = data.classes["name"].tolist()
 
@@ -132,12 +133,12 @@ def fit(
         batch = objective.batch(data, idx, st.generator)
         with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
             loss = objective.loss(net, batch, st.generator)
-        optimise(st, loss, total)
+        optimise(st, loss)
         st.seen += len(idx)
         epoch_end = st.step % steps_per_epoch == 0
         saved = epoch_end or bool(r.ckpt_every_steps and st.step % r.ckpt_every_steps == 0)
         if epoch_end:
-            end_epoch(st, cfg, (epoch + 1, lr, total), dev, ranks, job)
+            end_epoch(st, cfg, epoch + 1, lr, total, dev, ranks, job)
         if saved:
             save_checkpoint(st, cfg, ckpt_dir, ranks)
         signum = stop.requested() or 0  # SIGTERM: scancel, preemption, time limit
@@ -168,7 +169,7 @@ def fit(
     return st.history
 
 
-def optimise(st: TrainState, loss: torch.Tensor, total: int) -> None:
+def optimise(st: TrainState, loss: torch.Tensor) -> None:
     """One optimiser step on ``loss`` (scaled under AMP), the objective's hooks around it."""
     if not torch.isfinite(loss):
         run = st.objective.cfg.run_id
@@ -177,21 +178,30 @@ def optimise(st: TrainState, loss: torch.Tensor, total: int) -> None:
     if st.scaler is not None:
         st.scaler.scale(loss).backward()
         st.scaler.unscale_(st.opt)  # the hook sees true gradients; step() does not unscale twice
-        st.objective.after_backward(st.step, total)
+        st.objective.after_backward(st.step)
         st.scaler.step(st.opt)
         st.scaler.update()
     else:
         loss.backward()
-        st.objective.after_backward(st.step, total)
+        st.objective.after_backward(st.step)
         st.opt.step()
-    st.objective.after_step(st.step, total)
+    st.objective.after_step(st.step)
     st.step += 1
     st.loss_sum, st.loss_n = st.loss_sum + loss.item(), st.loss_n + 1
 
 
-def end_epoch(st, cfg: RunConfig, at: tuple[int, float, int], dev, ranks, job: dict) -> None:
-    """Append the epoch's record (loss over every process's batches) and log its line."""
-    epoch, lr, total = at
+def end_epoch(
+    st: TrainState,
+    cfg: RunConfig,
+    epoch: int,
+    lr: float,
+    total: int,
+    dev: torch.device,
+    ranks: Ranks | None,
+    job: dict,
+) -> None:
+    """Append the record of ``epoch`` (counted from 1; the loss over every process's batches)
+    and log its line."""
     dt = time.perf_counter() - st.t0
     loss_sum, loss_n, seen = st.loss_sum, st.loss_n, st.seen
     if ranks is not None:

@@ -28,7 +28,8 @@ optimiser nor DDP's gradient average sees them; exported as the teacher backbone
 ``export``); ``batch`` draws 2 global + 8 local crops from the run's generator; ``loss`` draws
 the prototype subset (broadcast from rank 0 through ``self.ranks``), runs both through ``net``
 and computes Sinkhorn targets; ``after_backward`` clips gradients and zeroes the last layer's
-in the first epoch; ``after_step`` moves the teacher by EMA with the momentum at ``step``;
+in the first epoch; ``after_step`` moves the teacher by EMA with the momentum at ``step`` (of
+``recipe.epochs * steps_per_epoch``);
 ``metrics`` reports the momentum; ``drop_last`` and ``amp_fp16`` are True.
 
 This module and the objective modules are imported by the run table when the workflow is
@@ -93,8 +94,10 @@ class Objective:
         """This objective's run-table columns (keys of ``factor_blanks``) for ``recipe``."""
         return {}
 
-    def __init__(self, cfg: RunConfig, ranks: Ranks | None = None):
+    def __init__(self, cfg: RunConfig, ranks: Ranks | None = None, steps_per_epoch: int = 0):
+        """``steps_per_epoch``: of this process, as ``fit`` plans them (0 outside training)."""
         self.cfg, self.recipe, self.ranks = cfg, cfg.recipe, ranks
+        self.steps_per_epoch = steps_per_epoch
         self.model: nn.Module | None = None
         self.device: torch.device | None = None
 
@@ -112,11 +115,12 @@ class Objective:
     def loss(self, net: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def after_backward(self, step: int, total: int) -> None:
-        """Gradients are computed (and unscaled under AMP); the optimiser has not stepped."""
+    def after_backward(self, step: int) -> None:
+        """Gradients are computed (and unscaled under AMP); the optimiser has not stepped.
+        ``step`` counts from 0; the epoch is ``step // self.steps_per_epoch``."""
 
-    def after_step(self, step: int, total: int) -> None:
-        """The optimiser has stepped (``step`` counts from 0)."""
+    def after_step(self, step: int) -> None:
+        """The optimiser has taken step ``step``."""
 
     def metrics(self) -> dict[str, float]:
         return {}

@@ -118,7 +118,7 @@ class CLIP(Objective):
         image_features, text_features, scale = net(batch["images"], batch["tokens"])
         return self.clip_loss(image_features, text_features, scale)
 
-    def after_step(self, step: int, total: int) -> None:
+    def after_step(self, step: int) -> None:
         clamp_logit_scale(self.model, self.recipe)
 
     def metrics(self) -> dict[str, float]:

@@ -95,7 +95,7 @@ class SL(Objective):
             generator,
         )
 
-    def after_step(self, step: int, total: int) -> None:
+    def after_step(self, step: int) -> None:
         clamp_logit_scale(self.model, self.recipe)
 
     def metrics(self) -> dict[str, float]:
