@@ -28,7 +28,8 @@ from tailstudy.io import UserError
 from tailstudy.train import distributed
 from tailstudy.train.distributed import Ranks
 from tailstudy.train.launch import launch_command
-from tailstudy.train.loop import fit, make_clip_loss
+from tailstudy.train.loop import fit
+from tailstudy.train.objectives.clip import clip_loss
 
 REPO = Path(__file__).resolve().parents[1]
 GLOO2 = {"processes": 2, "backend": "gloo"}
@@ -191,12 +192,12 @@ def _rank_main(rank, tmp, dataset):
     # (1) the loss on fixed features, gathered without gradient
     f_img, f_txt = img[sl].clone().requires_grad_(), txt[sl].clone().requires_grad_()
     scale = torch.tensor(10.0, requires_grad=True)
-    loss = make_clip_loss(ranks)(f_img, f_txt, scale)
+    loss = clip_loss(ranks)(f_img, f_txt, scale)
     loss.backward()
     out["features"] = (loss.detach(), f_img.grad, f_txt.grad, scale.grad)
     # (2) one DDP step of the CLIP model on this rank's half of the batch
     ddp = torch.nn.parallel.DistributedDataParallel(model)
-    loss = make_clip_loss(ranks)(*ddp(x[sl], tokens[sl]))
+    loss = clip_loss(ranks)(*ddp(x[sl], tokens[sl]))
     loss.backward()
     out["model"] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
     # (3) a whole SL fit, recording each vocabulary draw

@@ -147,7 +147,7 @@ def test_subset_variant_trains_a_head_of_its_own_classes(tiny_dataset, tmp_path)
 def test_frozen_head_of_a_subset_is_the_full_heads_rows(tiny_dataset, tmp_path):
     from tailstudy.data.format import read_classes
     from tailstudy.models import factory
-    from tailstudy.train.loop import build_model
+    from tailstudy.train.objectives.sl import SL
 
     torch.manual_seed(0)
     torch.save({"model": factory.create_clip("RN-tiny").state_dict()}, tmp_path / "text.pt")
@@ -158,8 +158,8 @@ def test_frozen_head_of_a_subset_is_the_full_heads_rows(tiny_dataset, tmp_path):
         }
     )
     names = read_classes(tiny_dataset)["name"].tolist()
-    full, _ = build_model(cfg, names, str(tmp_path / "text.pt"))
-    sub, _ = build_model(cfg, [names[i] for i in (1, 3, 4)], str(tmp_path / "text.pt"))
+    full = SL(cfg).build(names, str(tmp_path / "text.pt"))
+    sub = SL(cfg).build([names[i] for i in (1, 3, 4)], str(tmp_path / "text.pt"))
     assert sub.frozen_head and sub.head.shape[0] == 3
     assert torch.allclose(sub.head, full.head[[1, 3, 4]], atol=1e-5)
 
@@ -354,13 +354,15 @@ def test_frozen_head_prompts_and_zero_shot_use_their_own_name_tables(
 
     clip = run_config("clip", epochs=1)
     fit(clip, data, tmp_path / "clip", tmp_path / "clip" / "ck", device="cpu")
-    zero_shot = classify.zero_shot_classifier
+    from tailstudy.train.objectives import clip as clip_objective
+
+    zero_shot = clip_objective.zero_shot_classifier
 
     def recording_zero_shot(model, tokenizer, names, *args):
         seen["zs"] = list(names)
         return zero_shot(model, tokenizer, names, *args)
 
-    monkeypatch.setattr(classify, "zero_shot_classifier", recording_zero_shot)
+    monkeypatch.setattr(clip_objective, "zero_shot_classifier", recording_zero_shot)
     import numpy as np
 
     classify.evaluate(
@@ -397,7 +399,10 @@ def test_pretrained_weights_get_the_activation_they_were_trained_with(
 
 def test_openai_text_tower_and_frozen_prototypes_are_built_with_quick_gelu(no_hub, monkeypatch):
     from tailstudy.models import factory
-    from tailstudy.train.loop import build_model
+    from tailstudy.train import objectives
+
+    def build_model(cfg, names, text_checkpoint):
+        return objectives.get(cfg.objective)(cfg).build(names, text_checkpoint), None
 
     src = {"text_source": {"open_clip": "RN50", "pretrained": "openai"}, "arch": "RN50"}
     clip = RunConfig.from_dict(

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from tailstudy.config import RunConfig, recipe_from_dict
 from tailstudy.data.spec import check_spec
 from tailstudy.io import UserError
+from tailstudy.train import objectives
 
 RUN_ID = re.compile(r"^[a-z0-9-]+(_[a-z0-9-]+)*$")
 GRID_AXES = ("variant", "model", "recipe", "seed")
 TEMPLATE_CAPTIONS = "template"  # caption kind of variants without natural-language fields
-CLIP_ONLY = ("text_tower",)
-SL_ONLY = ("head", "vocab_size", "vocab_weighting", "vocab_group")
 
 
 #: Plots drawn from study tables (the others are drawn from frequency tables).
@@ -94,8 +93,12 @@ def check(config: dict) -> None:
                 if ref[axis] not in known:
                     raise UserError(f"text encoder {enc} names unknown {axis} {ref[axis]!r}")
             resolve_recipe(config, ref["recipe"])
-            if models[ref["model"]]["objective"] != "clip":
-                raise UserError(f"text encoder {enc} must come from a CLIP run")
+            if not objectives.get(models[ref["model"]]["objective"]).has_text_tower:
+                with_text = [o for o, c in objectives.OBJECTIVES.items() if c.has_text_tower]
+                raise UserError(
+                    f"text encoder {enc} must come from a run with a text tower "
+                    f"(objective {' or '.join(with_text)})"
+                )
     for fig, spec in config.get("figures", {}).items():
         if spec["plot"] in RUN_PLOTS and not spec.get("studies"):
             raise UserError(f"figure {fig} ({spec['plot']}) needs studies")
@@ -147,13 +150,12 @@ def _check_variant_refs(config: dict, name: str) -> None:
 def _check_recipe_fits(config: dict, model: str, recipe: str, where: str) -> None:
     objective = config["models"][model]["objective"]
     r = resolve_recipe(config, recipe)
-    wrong = SL_ONLY if objective == "clip" else CLIP_ONLY
-    bad = [k for k in wrong if k in r]
+    bad = [k for k in objectives.foreign_keys(objective) if k in r]
     if bad:
         raise UserError(
             f"{where}: recipe {recipe} sets {', '.join(bad)}, which a {objective} model ignores"
         )
-    needs_text = r.get("text_tower") in ("frozen", "init") or r.get("head") == "frozen"
+    needs_text = objectives.get(objective).needs_text_encoder(recipe_from_dict(r, recipe))
     if needs_text and not r.get("text_encoder"):
         raise UserError(f"{where}: recipe {recipe} needs a text_encoder for its frozen text/head")
 
@@ -211,10 +213,7 @@ def _make_run(config: dict, variant: str, model: str, recipe: str, seed: int) ->
             else "natural"
         ),
         "recipe_label": config["recipes"][recipe].get("label", recipe),
-        "text_tower": r.text_tower if m["objective"] == "clip" else "",
-        "head": r.head if m["objective"] == "sl" else "",
-        "vocab_size": (r.vocab_size or 0) if m["objective"] == "sl" else 0,
-        "vocab_weighting": r.vocab_weighting if m["objective"] == "sl" and r.vocab_size else "",
+        **objectives.run_factors(m["objective"], r),
     }
     return RunConfig(
         run_id=rid,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,31 @@ from tailstudy.data.format import (
 )
 from tailstudy.io import UserError
 
-__all__ = ["InMemorySet", "label_counts", "load_split"]
+__all__ = ["InMemorySet", "TrainingSet", "label_counts", "load_split"]
+
+
+class TrainingSet(Protocol):
+    """What the trainer reads of a training set: map-style access to images by row index.
+
+    Labels, captions and the label space come from the variant index and stay in memory; only
+    the images are fetched per batch (``images_at``), so a sharded reader with random access
+    (e.g. webdataset's ``wids``) can stand beside ``InMemorySet``.
+    """
+
+    labels: torch.Tensor  # int64 [N]
+    captions: Sequence[str]
+    classes: pd.DataFrame  # label, wnid, name
+
+    def __len__(self) -> int: ...
+
+    @property
+    def image_size(self) -> int: ...
+
+    def images_at(self, idx: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC images of rows ``idx`` (a 1-D int64 tensor), in that order."""
+        ...
+
+    def label_counts(self) -> np.ndarray: ...
 
 
 @dataclass
@@ -37,6 +62,13 @@ class InMemorySet:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[1]
+
+    def images_at(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.images[idx]
 
     def label_counts(self) -> np.ndarray:
         return label_counts(self.labels.numpy(), self.num_classes)
