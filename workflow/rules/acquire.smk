@@ -45,7 +45,7 @@ rule laionet_lemmas:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m tailstudy data lemmas --out {output} > {log} 2>&1"
+        "python -m tailstudy acquire lemmas --out {output} > {log} 2>&1"
 
 
 rule laionet_label:
@@ -69,7 +69,7 @@ rule laionet_label:
     params:
         columns=laionet_label_args,
     shell:
-        "python -m tailstudy data laionet-label --metadata {input.metadata:q}"
+        "python -m tailstudy acquire laionet-label --metadata {input.metadata:q}"
         " --part {wildcards.part} --lemmas {input.lemmas} {params.columns} --out {output}"
         " > {log} 2>&1"
 
@@ -97,7 +97,7 @@ rule laionet_similarity:
         encoder=laionet_encoder,
         batch=lambda wc: config["datasets"][wc.dataset].get("batch_size", 1024),
     shell:
-        "python -m tailstudy data laionet-similarity --rows {input} --encoder {params.encoder:q}"
+        "python -m tailstudy acquire laionet-similarity --rows {input} --encoder {params.encoder:q}"
         " --batch-size {params.batch} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -119,7 +119,7 @@ rule laionet_filter:
     params:
         filters=laionet_filter_args,
     shell:
-        "python -m tailstudy data laionet-filter --rows {input} {params.filters} --out {output}"
+        "python -m tailstudy acquire laionet-filter --rows {input} {params.filters} --out {output}"
         " > {log} 2>&1"
 
 
@@ -143,7 +143,7 @@ rule cls_match:
     params:
         columns=cls_match_args,
     shell:
-        "python -m tailstudy data cls-match --metadata {input.metadata:q} --part {wildcards.part}"
+        "python -m tailstudy acquire cls-match --metadata {input.metadata:q} --part {wildcards.part}"
         " {params.columns} --out {output} > {log} 2>&1"
 
 
@@ -162,7 +162,7 @@ rule cls_urls:
     resources:
         mem_mb=16000,
     shell:
-        "python -m tailstudy data cls-urls --matches {input} --out {output} > {log} 2>&1"
+        "python -m tailstudy acquire cls-urls --matches {input} --out {output} > {log} 2>&1"
 
 
 rule download_shard:
@@ -186,7 +186,7 @@ rule download_shard:
     resources:
         mem_mb=8000,
     shell:
-        "python -m tailstudy data download --urls {input.urls} --shard {wildcards.shard}"
+        "python -m tailstudy acquire download --urls {input.urls} --shard {wildcards.shard}"
         " --settings {input.settings} --work results/downloads/{wildcards.dataset}/{wildcards.shard}"
         " --out {output} > {log} 2>&1"
 
@@ -204,7 +204,7 @@ rule download_manifest:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m tailstudy data download-manifest --dataset {wildcards.dataset}"
+        "python -m tailstudy acquire download-manifest --dataset {wildcards.dataset}"
         " --stats {input} --out {output} > {log} 2>&1"
 
 
