@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from tailstudy.config import RunConfig, recipe_from_dict
 from tailstudy.data.spec import check_spec
+from tailstudy.figures.kinds import RUNS as RUN_FIGURE
+from tailstudy.figures.kinds import check_needs, kind_of
 from tailstudy.io import UserError
 
 RUN_ID = re.compile(r"^[a-z0-9-]+(_[a-z0-9-]+)*$")
@@ -23,10 +25,6 @@ GRID_AXES = ("variant", "model", "recipe", "seed")
 TEMPLATE_CAPTIONS = "template"  # caption kind of variants without natural-language fields
 CLIP_ONLY = ("text_tower",)
 SL_ONLY = ("head", "vocab_size", "vocab_weighting", "vocab_group")
-
-
-#: Plots drawn from study tables (the others are drawn from frequency tables).
-RUN_PLOTS = ("descriptiveness", "pearson-spearman")
 
 
 def run_id(variant: str, model: str, recipe: str, seed: int) -> str:
@@ -97,8 +95,7 @@ def check(config: dict) -> None:
             if models[ref["model"]]["objective"] != "clip":
                 raise UserError(f"text encoder {enc} must come from a CLIP run")
     for fig, spec in config.get("figures", {}).items():
-        if spec["plot"] in RUN_PLOTS and not spec.get("studies"):
-            raise UserError(f"figure {fig} ({spec['plot']}) needs studies")
+        check_needs(spec, fig)
         for s in spec.get("studies", []):
             if s not in studies:
                 raise UserError(f"figure {fig} needs unknown study {s!r}")
@@ -267,6 +264,8 @@ def expand(config: dict) -> RunTable:
 
 
 def figure_runs(config: dict, table: RunTable, figure: str) -> list[str]:
-    """Every run a figure needs (its studies' runs), sorted."""
+    """Every run a figure needs (its studies' runs; none for a frequency figure), sorted."""
     spec = config["figures"][figure]
+    if kind_of(spec, figure).source != RUN_FIGURE:
+        return []
     return sorted({r for s in spec.get("studies", []) for r in table.studies[s]})

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tailstudy.figures.kinds import FREQUENCY, check_needs, kind_of
 from tailstudy.io import UserError
 
 SOURCE_KEYS = ("dataset", "variant", "captions", "datacard", "table", "labels")
@@ -26,15 +27,6 @@ FREQ_ROOT = "results/freq"
 NLTK_DATA = f"{FREQ_ROOT}/nltk_data"
 WORDNET_READY = f"{FREQ_ROOT}/wordnet.ok"
 LABELS = "labels"  # the concept-set slot of a label-count table
-
-#: Plots drawn from frequency tables, with the figure keys each needs.
-FREQ_PLOTS: dict[str, tuple[str, ...]] = {
-    "frequency-ranks": ("panels", "rank_by"),
-    "label-curves": ("corpora",),
-    "frequency-correlation": ("corpora",),
-    "frequency-zoom": ("pairs", "rank_by"),
-    "tail-classes": ("corpora",),
-}
 
 
 @dataclass(frozen=True)
@@ -142,10 +134,6 @@ def figure_corpora(spec: dict) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-#: Plots that draw one concept set (the others: one panel per concept set).
-_ONE_CONCEPT_SET = ("frequency-ranks", "label-curves", "frequency-zoom", "tail-classes")
-
-
 def check(config: dict) -> None:
     """Cross-references of the frequency section and of the figures that read it."""
     from tailstudy.freq.conceptsets import CONCEPT_SETS, NAME_FILE_SETS
@@ -180,15 +168,11 @@ def check(config: dict) -> None:
         if (spec or {}).get("synonyms") and name not in ("imagenet", "imagenet1k", "imagenet100"):
             raise UserError(f"concept set {name}: a synonym table only applies to ImageNet")
     for fig, spec in config.get("figures", {}).items():
-        plot = spec["plot"]
-        if plot in FREQ_PLOTS:
-            for key in FREQ_PLOTS[plot]:
-                if not spec.get(key):
-                    raise UserError(f"figure {fig} ({plot}) needs {key}")
-            if plot in _ONE_CONCEPT_SET and len(figure_concept_sets(spec)) > 1:
-                raise UserError(f"figure {fig} ({plot}) draws one concept set; name one")
-            if plot == "tail-classes" and len(spec["corpora"]) > 1:
-                raise UserError(f"figure {fig} (tail-classes) lists one corpus; name one")
+        kind = kind_of(spec, fig)
+        if kind.source == FREQUENCY:
+            check_needs(spec, fig)
+            if kind.one_concept_set and len(figure_concept_sets(spec)) > 1:
+                raise UserError(f"figure {fig} ({spec['plot']}) draws one concept set; name one")
         for corpus in figure_corpora(spec):
             if corpus not in corpora:
                 raise UserError(f"figure {fig} names unknown corpus {corpus!r}")
