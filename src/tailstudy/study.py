@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from tailstudy.config import RunConfig, recipe_from_dict
-from tailstudy.data.spec import check_spec
+from tailstudy.data.spec import check_spec, variant_chain
 from tailstudy.figures.kinds import RUNS as RUN_FIGURE
 from tailstudy.figures.kinds import check_needs, kind_of
 from tailstudy.io import UserError
@@ -62,10 +62,8 @@ def check(config: dict) -> None:
     models, studies = config.get("models", {}), config.get("studies", {})
     encoders = config.get("text_encoders", {})
     for v, spec in variants.items():
-        if spec["dataset"] not in datasets:
-            raise UserError(f"variant {v} uses unknown dataset {spec['dataset']!r}")
         check_spec(v, spec)
-        _check_variant_refs(config, v)
+        variant_chain(config, v)  # every name it reads is declared; no counts_of cycle
     ev = config.get("evaluation", {}).get("dataset")
     if ev not in datasets:
         raise UserError(f"evaluation.dataset {ev!r} is not a declared dataset")
@@ -110,35 +108,6 @@ def variant_eval_dataset(config: dict, variant: str) -> str:
     global one (e.g. IN-100 val for IN-Caps-100 and IN-Caps (10%), METHODS §4.6)."""
     own = config["variants"][variant].get("evaluation", {}).get("dataset")
     return own or config["evaluation"]["dataset"]
-
-
-def _check_variant_refs(config: dict, name: str) -> None:
-    datasets, variants = config.get("datasets", {}), config.get("variants", {})
-    spec = variants[name]
-    own_eval = spec.get("evaluation", {}).get("dataset")
-    if own_eval is not None and own_eval not in datasets:
-        raise UserError(
-            f"variant {name}: evaluation.dataset {own_eval!r} is not a declared dataset"
-        )
-    match = spec.get("match")
-    if not match:
-        return
-    sup = match.get("supplement")
-    if sup is not None and sup not in datasets:
-        raise UserError(f"variant {name}: match.supplement {sup!r} is not a declared dataset")
-    chain, cur = [name], match["counts_of"]
-    while "variant" in cur:
-        ref = cur["variant"]
-        if ref not in variants:
-            raise UserError(f"variant {chain[-1]}: match.counts_of names unknown variant {ref!r}")
-        if ref in chain:
-            raise UserError(f"variant {name}: match.counts_of cycle {' -> '.join(chain + [ref])}")
-        chain.append(ref)
-        cur = (variants[ref].get("match") or {}).get("counts_of", {})
-    if "dataset" in cur and cur["dataset"] not in datasets:
-        raise UserError(
-            f"variant {chain[-1]}: match.counts_of names unknown dataset {cur['dataset']!r}"
-        )
 
 
 def _check_recipe_fits(config: dict, model: str, recipe: str, where: str) -> None:

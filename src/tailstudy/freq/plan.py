@@ -19,13 +19,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tailstudy import layout as L
 from tailstudy.figures.kinds import FREQUENCY, check_needs, kind_of
 from tailstudy.io import UserError
 
 SOURCE_KEYS = ("dataset", "variant", "captions", "datacard", "table", "labels")
-FREQ_ROOT = "results/freq"
-NLTK_DATA = f"{FREQ_ROOT}/nltk_data"
-WORDNET_READY = f"{FREQ_ROOT}/wordnet.ok"
 LABELS = "labels"  # the concept-set slot of a label-count table
 
 
@@ -63,10 +61,10 @@ def shards(config: dict, corpus: str) -> dict[str, Shard]:
     spec = config["frequency"]["corpora"][corpus]
     kind = corpus_kind(spec, corpus)
     if kind == "dataset":
-        path = f"results/data/{spec['dataset']}/index.parquet"
+        path = L.path(L.DATASET_INDEX, dataset=spec["dataset"])
         return {"index": Shard(corpus, "index", path, "captions")}
     if kind == "variant":
-        path = f"results/variants/{spec['variant']}/index.parquet"
+        path = L.path(L.VARIANT_INDEX, variant=spec["variant"])
         return {"index": Shard(corpus, "index", path, "captions")}
     if kind == "datacard":
         return {"datacard": Shard(corpus, "datacard", str(spec["datacard"]), "datacard")}
@@ -97,10 +95,10 @@ def table_path(config: dict, corpus: str, concepts: str) -> str:
     spec = config["frequency"]["corpora"][corpus]
     kind = corpus_kind(spec)
     if kind == "labels":
-        return f"results/variants/{spec['labels']}/counts.tsv"
+        return L.path(L.VARIANT_COUNTS, variant=spec["labels"])
     if kind == "table":
         return str(spec["table"])
-    return f"{FREQ_ROOT}/{corpus}/{concepts}_ori.tsv"
+    return L.path(L.FREQ_TABLE, corpus=corpus, concepts=concepts)
 
 
 def table_key(config: dict, corpus: str, concepts: str) -> str:
