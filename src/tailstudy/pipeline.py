@@ -35,26 +35,23 @@ LOCAL_SOURCES = ("image-folder", "imagenet-captions", "transfer")
 URL_SOURCES = ("laionet", "cls")
 
 
-def check_config_layering(loaded: list[str], cli: dict, replaced: bool, default: str) -> None:
-    """A whole configuration given with ``--configfile`` must replace the default one.
+def replaces_default_config(loaded: list[str], cli: dict, replaced: bool, default: str) -> bool:
+    """Whether the command line's config is a whole study that must replace the default one.
 
-    Snakemake merges ``--configfile`` files over the Snakefile's ``configfile`` unless
-    ``--replace-workflow-config`` is given: a paper-scale config merged over the embedded one
-    mixes two studies' datasets. ``loaded``: the config files Snakemake read; ``cli``: what the
-    command line set; ``default``: the Snakefile's config file. Raises one line when the command
-    line sets a different ``scale`` than the default file it was merged over.
+    Snakemake merges ``--configfile`` files over the Snakefile's ``configfile`` (``default``,
+    when found in the working directory) unless ``--replace-workflow-config`` is given; the jobs
+    it submits to a cluster are started without that flag. A config whose ``scale`` differs
+    from the default's (paper.yaml over the embedded config.yaml) is a different study: merged,
+    it would mix the two studies' datasets. ``loaded``: the config files Snakemake read;
+    ``cli``: what the command line set (its config files and ``--config``).
     """
     if replaced or not cli.get("scale") or default not in loaded:
-        return
+        return False
     import yaml
 
     with open(default) as f:
         base = (yaml.safe_load(f) or {}).get("scale")
-    if cli["scale"] != base:
-        raise UserError(
-            f"the --configfile config (scale: {cli['scale']}) is merged over {default} "
-            f"(scale: {base}); add --replace-workflow-config, or use --profile profiles/slurm"
-        )
+    return cli["scale"] != base
 
 
 class Pipeline:

@@ -1,20 +1,23 @@
 # Wiring: the config validated, then the package's answers (tailstudy.pipeline) bound to the
 # rules' wildcards. Paths come from tailstudy.layout. No rules and no logic here.
+import copy
+
 from snakemake.utils import validate
 
 from tailstudy import layout as L
 from tailstudy.io import UserError, write_tsv
-from tailstudy.pipeline import LOCAL_SOURCES, URL_SOURCES, Pipeline, check_config_layering
+from tailstudy.pipeline import LOCAL_SOURCES, URL_SOURCES, Pipeline, replaces_default_config
 
-try:
-    check_config_layering(
-        workflow.configfiles,
-        workflow.config_settings.overwrite_config,
-        workflow.config_settings.replace_workflow_config,
-        "config.yaml",
-    )
-except UserError as e:
-    raise WorkflowError(f"config error: {e}") from None
+_CLI_CONFIG = workflow.config_settings.overwrite_config
+if replaces_default_config(
+    workflow.configfiles,
+    _CLI_CONFIG,
+    workflow.config_settings.replace_workflow_config,
+    "config.yaml",
+):
+    logger.info(f"config: scale {_CLI_CONFIG['scale']} from --configfile replaces config.yaml")
+    config.clear()
+    config.update(copy.deepcopy(_CLI_CONFIG))
 try:
     validate(config, "../schemas/config.schema.yaml")  # also fills the schema's defaults
 except WorkflowError as e:
