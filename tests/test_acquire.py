@@ -102,12 +102,12 @@ def test_label_part_keeps_single_label_rows_with_global_row_ids(tmp_path):
 
 def test_malformed_metadata_fails_with_one_line_naming_the_file(tmp_path, capsys):
     lemmas = tmp_path / "lemmas.tsv"
-    assert run_cli(capsys, "data", "lemmas", "--out", lemmas)[0] == 0
+    assert run_cli(capsys, "acquire", "lemmas", "--out", lemmas)[0] == 0
     bad = tmp_path / "part.parquet"
     pd.DataFrame({"URL": ["u"], "caption": ["tench"]}).to_parquet(bad)
     rc, err = run_cli(
         capsys,
-        "data",
+        "acquire",
         "laionet-label",
         "--metadata",
         bad,
@@ -123,7 +123,7 @@ def test_malformed_metadata_fails_with_one_line_naming_the_file(tmp_path, capsys
     broken.write_bytes(b"PAR1 this is not parquet")
     rc, err = run_cli(
         capsys,
-        "data",
+        "acquire",
         "laionet-label",
         "--metadata",
         broken,
@@ -250,7 +250,7 @@ def test_cls_match_reads_headerless_tsv_and_a_caption_counts_for_each_class(tmp_
     out = tmp_path / "m.parquet"
     rc, err = run_cli(
         capsys,
-        "data",
+        "acquire",
         "cls-match",
         "--metadata",
         tsv,
@@ -278,7 +278,7 @@ def test_cls_match_reads_headerless_tsv_and_a_caption_counts_for_each_class(tmp_
     assert counts == {"rows": 4, "classes": 2, "images": 3}
     rc, err = run_cli(
         capsys,
-        "data",
+        "acquire",
         "cls-match",
         "--metadata",
         tsv,
@@ -297,7 +297,7 @@ def test_cls_match_reads_headerless_tsv_and_a_caption_counts_for_each_class(tmp_
     with_header.write_text("id\turl\tcaption\n1\thttp://h/0.jpg\ttench\n")
     rc, err = run_cli(
         capsys,
-        "data",
+        "acquire",
         "cls-match",
         "--metadata",
         with_header,

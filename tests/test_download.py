@@ -211,7 +211,7 @@ def test_a_killed_download_resumes_and_ends_with_the_same_images(tmp_path):
             sys.executable,
             "-m",
             "tailstudy",
-            "data",
+            "acquire",
             "download",
             "--urls",
             str(dl / "urls.parquet"),

@@ -150,3 +150,18 @@ def test_slurm_profile_selects_the_paper_config(workdir, config):
     )
     train = [b for b in res.stdout.split("\nrule ")[1:] if b.startswith("train_model:")]
     assert train and all(re.search(r"resources: .*\bgpu=4\b", b) for b in train)
+
+
+def test_paper_configfile_replaces_the_embedded_one_without_the_flag(workdir):
+    """`snakemake --configfile workflow/configs/paper.yaml` where config.yaml is found (the
+    repository root, and the cluster jobs, which Snakemake starts without
+    --replace-workflow-config) plans the paper study, not the two merged."""
+    (workdir / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    try:
+        merged = smk(workdir, "-n", "--quiet", "rules", configfile=PAPER)
+        replaced = smk(workdir, "-n", "--quiet", "rules", configfile=PAPER, replace=True)
+    finally:
+        (workdir / "config.yaml").unlink()
+    assert "config: scale paper from --configfile replaces config.yaml" in merged.stdout
+    assert job_counts(merged.stdout) == job_counts(replaced.stdout)
+    assert job_counts(merged.stdout)["train_model"] > 0

@@ -183,8 +183,12 @@ def cmd_claims(a: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The one parser tree: every command, and the ``freq`` and ``acquire`` groups."""
+    from tailstudy.acquire.cli import add_commands as add_acquire
+    from tailstudy.freq.cli import add_commands as add_freq
+
     p = argparse.ArgumentParser(prog="tailstudy", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("dataset", help="build a dataset (embedded or real) from its spec")
     s.add_argument("--spec", required=True, help="JSON: {name, dataset[, world]}")
@@ -262,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tables", nargs="+", required=True, type=Path)
     s.add_argument("--out", required=True, type=Path)
     s.set_defaults(func=cmd_claims)
+
+    add_freq(sub)
+    add_acquire(sub)
     return p
 
 
@@ -286,13 +293,4 @@ def dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "freq":
-        from tailstudy.freq.cli import main as freq_main
-
-        return freq_main(argv[1:])
-    if argv and argv[0] == "data":
-        from tailstudy.acquire.cli import main as data_main
-
-        return data_main(argv[1:])
-    return dispatch(build_parser(), argv)
+    return dispatch(build_parser(), sys.argv[1:] if argv is None else argv)

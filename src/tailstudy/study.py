@@ -15,17 +15,15 @@ import re
 from dataclasses import dataclass, field
 
 from tailstudy.config import RunConfig, recipe_from_dict
-from tailstudy.data.spec import check_spec
+from tailstudy.data.spec import check_spec, variant_chain
+from tailstudy.figures.kinds import RUNS as RUN_FIGURE
+from tailstudy.figures.kinds import check_needs, kind_of
 from tailstudy.io import UserError
 from tailstudy.train import objectives
 
 RUN_ID = re.compile(r"^[a-z0-9-]+(_[a-z0-9-]+)*$")
 GRID_AXES = ("variant", "model", "recipe", "seed")
 TEMPLATE_CAPTIONS = "template"  # caption kind of variants without natural-language fields
-
-
-#: Plots drawn from study tables (the others are drawn from frequency tables).
-RUN_PLOTS = ("descriptiveness", "pearson-spearman")
 
 
 def run_id(variant: str, model: str, recipe: str, seed: int) -> str:
@@ -63,10 +61,8 @@ def check(config: dict) -> None:
     models, studies = config.get("models", {}), config.get("studies", {})
     encoders = config.get("text_encoders", {})
     for v, spec in variants.items():
-        if spec["dataset"] not in datasets:
-            raise UserError(f"variant {v} uses unknown dataset {spec['dataset']!r}")
         check_spec(v, spec)
-        _check_variant_refs(config, v)
+        variant_chain(config, v)  # every name it reads is declared; no counts_of cycle
     ev = config.get("evaluation", {}).get("dataset")
     if ev not in datasets:
         raise UserError(f"evaluation.dataset {ev!r} is not a declared dataset")
@@ -100,8 +96,7 @@ def check(config: dict) -> None:
                     f"(objective {' or '.join(with_text)})"
                 )
     for fig, spec in config.get("figures", {}).items():
-        if spec["plot"] in RUN_PLOTS and not spec.get("studies"):
-            raise UserError(f"figure {fig} ({spec['plot']}) needs studies")
+        check_needs(spec, fig)
         for s in spec.get("studies", []):
             if s not in studies:
                 raise UserError(f"figure {fig} needs unknown study {s!r}")
@@ -116,35 +111,6 @@ def variant_eval_dataset(config: dict, variant: str) -> str:
     global one (e.g. IN-100 val for IN-Caps-100 and IN-Caps (10%), METHODS §4.6)."""
     own = config["variants"][variant].get("evaluation", {}).get("dataset")
     return own or config["evaluation"]["dataset"]
-
-
-def _check_variant_refs(config: dict, name: str) -> None:
-    datasets, variants = config.get("datasets", {}), config.get("variants", {})
-    spec = variants[name]
-    own_eval = spec.get("evaluation", {}).get("dataset")
-    if own_eval is not None and own_eval not in datasets:
-        raise UserError(
-            f"variant {name}: evaluation.dataset {own_eval!r} is not a declared dataset"
-        )
-    match = spec.get("match")
-    if not match:
-        return
-    sup = match.get("supplement")
-    if sup is not None and sup not in datasets:
-        raise UserError(f"variant {name}: match.supplement {sup!r} is not a declared dataset")
-    chain, cur = [name], match["counts_of"]
-    while "variant" in cur:
-        ref = cur["variant"]
-        if ref not in variants:
-            raise UserError(f"variant {chain[-1]}: match.counts_of names unknown variant {ref!r}")
-        if ref in chain:
-            raise UserError(f"variant {name}: match.counts_of cycle {' -> '.join(chain + [ref])}")
-        chain.append(ref)
-        cur = (variants[ref].get("match") or {}).get("counts_of", {})
-    if "dataset" in cur and cur["dataset"] not in datasets:
-        raise UserError(
-            f"variant {chain[-1]}: match.counts_of names unknown dataset {cur['dataset']!r}"
-        )
 
 
 def _check_recipe_fits(config: dict, model: str, recipe: str, where: str) -> None:
@@ -266,6 +232,8 @@ def expand(config: dict) -> RunTable:
 
 
 def figure_runs(config: dict, table: RunTable, figure: str) -> list[str]:
-    """Every run a figure needs (its studies' runs), sorted."""
+    """Every run a figure needs (its studies' runs; none for a frequency figure), sorted."""
     spec = config["figures"][figure]
+    if kind_of(spec, figure).source != RUN_FIGURE:
+        return []
     return sorted({r for s in spec.get("studies", []) for r in table.studies[s]})

@@ -1,11 +1,7 @@
 # Real data (METHODS §1): local ImageNet folders and ImageNet-Captions; LAIONet and the -Cls sets
 # from caption metadata, downloaded with img2dataset (one job per URL-table slice).
-#
-#   results/sources/{dataset}/lemmas.tsv, label/{part}.parquet, similarity/{part}.parquet (LAIONet)
-#   results/sources/{dataset}/match/{part}.parquet                                       (-Cls)
-#   results/downloads/{dataset}/urls.parquet        the URL table: one row per image to fetch
-#   results/downloads/{dataset}/{shard}/stats.json  one slice's successes and failures by reason
-#   results/downloads/{dataset}/manifest.json       all slices: totals and failures by reason
+
+# Their files: results/sources/{dataset}/ and results/downloads/{dataset}/ (tailstudy.layout).
 
 
 rule build_local_dataset:
@@ -13,63 +9,63 @@ rule build_local_dataset:
     train, or a transfer set from its local root (torchvision's layout or its split files):
     images copied into shards."""
     input:
-        unpack(local_sources),
-        spec="results/specs/datasets/{dataset}.json",
+        unpack(by(P.local_sources, "dataset")),
+        spec=L.path(L.SPEC, kind="datasets", name="{dataset}"),
     output:
-        manifest="results/data/{dataset}/manifest.json",
-        index="results/data/{dataset}/index.parquet",
-        classes="results/data/{dataset}/classes.tsv",
+        manifest=L.DATASET_MANIFEST,
+        index=L.DATASET_INDEX,
+        classes=L.DATASET_CLASSES,
     log:
         "results/logs/build_local_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/build_local_dataset/{dataset}.tsv"
     wildcard_constraints:
-        dataset=only(LOCAL_DATASETS),
+        dataset=only(P.datasets_of(*LOCAL_SOURCES)),
     conda:
         "../../envs/data.yaml"
     resources:
         mem_mb=8000,
     shell:
-        "python -m tailstudy dataset --spec {input.spec} --out results/data/{wildcards.dataset}"
+        "python -m tailstudy dataset --spec {input.spec} --out $(dirname {output.manifest})"
         " > {log} 2>&1"
 
 
 rule laionet_lemmas:
     """LAIONet step 1: the lemmas that belong to exactly one of the 1000 ILSVRC synsets."""
     output:
-        "results/sources/{dataset}/lemmas.tsv",
+        L.LEMMAS,
     log:
         "results/logs/laionet_lemmas/{dataset}.log",
     wildcard_constraints:
-        dataset=only(LAIONET_DATASETS),
+        dataset=only(P.datasets_of("laionet")),
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m tailstudy data lemmas --out {output} > {log} 2>&1"
+        "python -m tailstudy acquire lemmas --out {output} > {log} 2>&1"
 
 
 rule laionet_label:
     """LAIONet steps 2-3 on one metadata part: substring labelling, single-label rows kept."""
     input:
-        metadata=metadata_file,
-        lemmas="results/sources/{dataset}/lemmas.tsv",
+        metadata=by(P.metadata_file, "dataset", "part"),
+        lemmas=L.LEMMAS,
     output:
-        "results/sources/{dataset}/label/{part}.parquet",
+        L.LAIONET_LABEL,
     log:
         "results/logs/laionet_label/{dataset}/{part}.log",
     benchmark:
         "results/benchmarks/laionet_label/{dataset}/{part}.tsv"
     wildcard_constraints:
-        dataset=only(LAIONET_DATASETS),
+        dataset=only(P.datasets_of("laionet")),
         part=r"\d{5}",
     conda:
         "../../envs/data.yaml"
     resources:
         mem_mb=16000,
     params:
-        columns=laionet_label_args,
+        columns=by(P.laionet_label_args, "dataset"),
     shell:
-        "python -m tailstudy data laionet-label --metadata {input.metadata:q}"
+        "python -m tailstudy acquire laionet-label --metadata {input.metadata:q}"
         " --part {wildcards.part} --lemmas {input.lemmas} {params.columns} --out {output}"
         " > {log} 2>&1"
 
@@ -78,15 +74,15 @@ rule laionet_similarity:
     """LAIONet step 4 on one part: CLIP text similarity of each caption to its synset's
     "<name> which is <definition>" (on a GPU when the job has one)."""
     input:
-        "results/sources/{dataset}/label/{part}.parquet",
+        L.LAIONET_LABEL,
     output:
-        "results/sources/{dataset}/similarity/{part}.parquet",
+        L.LAIONET_SIMILARITY,
     log:
         "results/logs/laionet_similarity/{dataset}/{part}.log",
     benchmark:
         "results/benchmarks/laionet_similarity/{dataset}/{part}.tsv"
     wildcard_constraints:
-        dataset=only(LAIONET_DATASETS),
+        dataset=only(P.datasets_of("laionet")),
         part=r"\d{5}",
     conda:
         "../../envs/data.yaml"
@@ -94,10 +90,10 @@ rule laionet_similarity:
     resources:
         mem_mb=16000,
     params:
-        encoder=laionet_encoder,
-        batch=lambda wc: config["datasets"][wc.dataset].get("batch_size", 1024),
+        encoder=by(P.laionet_encoder, "dataset"),
+        batch=by(P.laionet_batch_size, "dataset"),
     shell:
-        "python -m tailstudy data laionet-similarity --rows {input} --encoder {params.encoder:q}"
+        "python -m tailstudy acquire laionet-similarity --rows {input} --encoder {params.encoder:q}"
         " --batch-size {params.batch} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -105,106 +101,105 @@ rule laionet_filter:
     """LAIONet step 5: allowed NSFW tags and similarity > threshold, over all parts: the URL
     table, in row-id order."""
     input:
-        laionet_parts,
+        lambda wc: P.part_files(L.LAIONET_SIMILARITY, wc.dataset),
     output:
-        "results/downloads/{dataset}/urls.parquet",
+        L.DOWNLOAD_URLS,
     log:
         "results/logs/laionet_filter/{dataset}.log",
     wildcard_constraints:
-        dataset=only(LAIONET_DATASETS),
+        dataset=only(P.datasets_of("laionet")),
     conda:
         "../../envs/data.yaml"
     resources:
         mem_mb=16000,
     params:
-        filters=laionet_filter_args,
+        filters=by(P.laionet_filter_args, "dataset"),
     shell:
-        "python -m tailstudy data laionet-filter --rows {input} {params.filters} --out {output}"
+        "python -m tailstudy acquire laionet-filter --rows {input} {params.filters} --out {output}"
         " > {log} 2>&1"
 
 
 rule cls_match:
     """-Cls on one metadata file: the captions that match a class's WordNet lemmas."""
     input:
-        metadata=metadata_file,
+        metadata=by(P.metadata_file, "dataset", "part"),
     output:
-        "results/sources/{dataset}/match/{part}.parquet",
+        L.CLS_MATCH,
     log:
         "results/logs/cls_match/{dataset}/{part}.log",
     benchmark:
         "results/benchmarks/cls_match/{dataset}/{part}.tsv"
     wildcard_constraints:
-        dataset=only(CLS_DATASETS),
+        dataset=only(P.datasets_of("cls")),
         part=r"\d{5}",
     conda:
         "../../envs/data.yaml"
     resources:
         mem_mb=16000,
     params:
-        columns=cls_match_args,
+        columns=by(P.cls_match_args, "dataset"),
     shell:
-        "python -m tailstudy data cls-match --metadata {input.metadata:q} --part {wildcards.part}"
+        "python -m tailstudy acquire cls-match --metadata {input.metadata:q} --part {wildcards.part}"
         " {params.columns} --out {output} > {log} 2>&1"
 
 
 rule cls_urls:
     """-Cls: the URL table, one row per matched image with the classes it matched."""
     input:
-        cls_parts,
+        lambda wc: P.part_files(L.CLS_MATCH, wc.dataset),
     output:
-        "results/downloads/{dataset}/urls.parquet",
+        L.DOWNLOAD_URLS,
     log:
         "results/logs/cls_urls/{dataset}.log",
     wildcard_constraints:
-        dataset=only(CLS_DATASETS),
+        dataset=only(P.datasets_of("cls")),
     conda:
         "../../envs/data.yaml"
     resources:
         mem_mb=16000,
     shell:
-        "python -m tailstudy data cls-urls --matches {input} --out {output} > {log} 2>&1"
+        "python -m tailstudy acquire cls-urls --matches {input} --out {output} > {log} 2>&1"
 
 
 rule download_shard:
     """img2dataset over one slice of the URL table. The images stay in {shard}/img2dataset/
     (not an output): a killed or failed job resumes there; stats.json is written last."""
     input:
-        urls="results/downloads/{dataset}/urls.parquet",
-        settings="results/specs/downloads/{dataset}.json",
+        urls=L.DOWNLOAD_URLS,
+        settings=L.path(L.SPEC, kind="downloads", name="{dataset}"),
     output:
-        "results/downloads/{dataset}/{shard}/stats.json",
+        L.DOWNLOAD_STATS,
     log:
         "results/logs/download_shard/{dataset}/{shard}.log",
     benchmark:
         "results/benchmarks/download_shard/{dataset}/{shard}.tsv"
     wildcard_constraints:
-        dataset=only(URL_DATASETS),
+        dataset=only(P.datasets_of(*URL_SOURCES)),
         shard=r"\d{5}",
     conda:
         "../../envs/data.yaml"
-    threads: download_processes
+    threads: lambda wc: P.download_processes(wc.dataset)
     resources:
         mem_mb=8000,
     shell:
-        "python -m tailstudy data download --urls {input.urls} --shard {wildcards.shard}"
-        " --settings {input.settings} --work results/downloads/{wildcards.dataset}/{wildcards.shard}"
-        " --out {output} > {log} 2>&1"
+        "python -m tailstudy acquire download --urls {input.urls} --shard {wildcards.shard}"
+        " --settings {input.settings} --work $(dirname {output}) --out {output} > {log} 2>&1"
 
 
 rule download_manifest:
     """A dataset's downloads: successes, failures by reason, per slice."""
     input:
-        download_shards,
+        by(P.download_shards, "dataset"),
     output:
-        "results/downloads/{dataset}/manifest.json",
+        L.DOWNLOAD_MANIFEST,
     log:
         "results/logs/download_manifest/{dataset}.log",
     wildcard_constraints:
-        dataset=only(URL_DATASETS),
+        dataset=only(P.datasets_of(*URL_SOURCES)),
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m tailstudy data download-manifest --dataset {wildcards.dataset}"
+        "python -m tailstudy acquire download-manifest --dataset {wildcards.dataset}"
         " --stats {input} --out {output} > {log} 2>&1"
 
 
@@ -212,23 +207,23 @@ rule build_downloaded_dataset:
     """LAIONet or a -Cls set from its downloads: the images that arrived and decode, re-packed
     into the dataset's shards with their metadata."""
     input:
-        spec="results/specs/datasets/{dataset}.json",
-        urls="results/downloads/{dataset}/urls.parquet",
-        downloads="results/downloads/{dataset}/manifest.json",
+        spec=L.path(L.SPEC, kind="datasets", name="{dataset}"),
+        urls=L.DOWNLOAD_URLS,
+        downloads=L.DOWNLOAD_MANIFEST,
     output:
-        manifest="results/data/{dataset}/manifest.json",
-        index="results/data/{dataset}/index.parquet",
-        classes="results/data/{dataset}/classes.tsv",
+        manifest=L.DATASET_MANIFEST,
+        index=L.DATASET_INDEX,
+        classes=L.DATASET_CLASSES,
     log:
         "results/logs/build_downloaded_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/build_downloaded_dataset/{dataset}.tsv"
     wildcard_constraints:
-        dataset=only(URL_DATASETS),
+        dataset=only(P.datasets_of(*URL_SOURCES)),
     conda:
         "../../envs/data.yaml"
     resources:
         mem_mb=16000,
     shell:
-        "python -m tailstudy dataset --spec {input.spec} --out results/data/{wildcards.dataset}"
-        " --downloads results/downloads/{wildcards.dataset} > {log} 2>&1"
+        "python -m tailstudy dataset --spec {input.spec} --out $(dirname {output.manifest})"
+        " --downloads $(dirname {input.downloads}) > {log} 2>&1"

@@ -4,13 +4,13 @@
 rule write_spec:
     """Materialise one step's resolved spec (its slice of the config, nothing more)."""
     output:
-        "results/specs/{kind}/{name}.json",
+        L.SPEC,
     log:
         "results/logs/write_spec/{kind}/{name}.log",
     conda:
         "../../envs/plot.yaml"
     params:
-        spec=spec_json,
+        spec=lambda wc: P.spec_json(wc.kind, wc.name),
     shell:
         "printf '%s' {params.spec:q} > {output} 2> {log}"
 
@@ -18,23 +18,23 @@ rule write_spec:
 rule build_dataset:
     """Generate (embedded) a dataset: webdataset shards + index.parquet + classes + manifest."""
     input:
-        spec="results/specs/datasets/{dataset}.json",
+        spec=L.path(L.SPEC, kind="datasets", name="{dataset}"),
     output:
-        manifest="results/data/{dataset}/manifest.json",
-        index="results/data/{dataset}/index.parquet",
-        classes="results/data/{dataset}/classes.tsv",
+        manifest=L.DATASET_MANIFEST,
+        index=L.DATASET_INDEX,
+        classes=L.DATASET_CLASSES,
     log:
         "results/logs/build_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/build_dataset/{dataset}.tsv"
     wildcard_constraints:
-        dataset=only(EMBEDDED_DATASETS),
+        dataset=only(P.datasets_of("embedded")),
     conda:
         "../../envs/train.yaml"
     resources:
         mem_mb=4000,
     shell:
-        "python -m tailstudy dataset --spec {input.spec} --out results/data/{wildcards.dataset}"
+        "python -m tailstudy dataset --spec {input.spec} --out $(dirname {output.manifest})"
         " > {log} 2>&1"
 
 
@@ -42,12 +42,12 @@ rule build_variant:
     """A dataset variant: an index (key, label, caption) over the dataset, its label space
     (classes.tsv) and label counts."""
     input:
-        unpack(variant_inputs),
+        unpack(by(P.variant_inputs, "variant")),
     output:
-        index="results/variants/{variant}/index.parquet",
-        classes="results/variants/{variant}/classes.tsv",
-        counts="results/variants/{variant}/counts.tsv",
-        manifest="results/variants/{variant}/manifest.json",
+        index=L.VARIANT_INDEX,
+        classes=L.VARIANT_CLASSES,
+        counts=L.VARIANT_COUNTS,
+        manifest=L.VARIANT_MANIFEST,
     log:
         "results/logs/build_variant/{variant}.log",
     conda:
@@ -55,8 +55,8 @@ rule build_variant:
     resources:
         mem_mb=4000,
     params:
-        extra=variant_args,
+        extra=by(P.variant_args, "variant"),
     shell:
         "python -m tailstudy variant --spec {input.spec}"
         " --dataset $(dirname {input.dataset}) {params.extra}"
-        " --out results/variants/{wildcards.variant} > {log} 2>&1"
+        " --out $(dirname {output.manifest}) > {log} 2>&1"

@@ -6,23 +6,23 @@ rule evaluate_run:
     variant's, else the global one): per-class accuracy and #pred, top-1, and their correlations
     with the run's training-set class frequencies, matched to the evaluation classes by wnid."""
     input:
-        unpack(eval_inputs),
+        unpack(by(P.eval_inputs, "run")),
     output:
-        summary="results/eval/{run}/summary.json",
-        per_class="results/eval/{run}/per_class.tsv",
-        confusion="results/eval/{run}/confusion.npz",
+        summary=L.EVAL_SUMMARY,
+        per_class=L.EVAL_PER_CLASS,
+        confusion=L.EVAL_CONFUSION,
     log:
         "results/logs/evaluate_run/{run}.log",
     conda:
         "../../envs/train.yaml"
-    threads: eval_threads
+    threads: lambda wc: P.eval_threads(wc.run)
     resources:
-        gpu=eval_gpus,
-        cpus_per_gpu=eval_cpus_per_gpu,
-        mem_mb=eval_mem_mb,
-        runtime=eval_runtime,
+        gpu=lambda wc: P.eval_gpus(wc.run),
+        cpus_per_gpu=lambda wc, threads: threads,
+        mem_mb=lambda wc: P.eval_mem_mb(wc.run),
+        runtime=lambda wc, attempt: P.eval_runtime(attempt),
     shell:
         "python -m tailstudy evaluate --config {input.config} --model {input.model}"
         " --dataset $(dirname {input.dataset}) --train-counts {input.counts}"
         " --train-classes {input.classes}"
-        " --out results/eval/{wildcards.run} --threads {threads} > {log} 2>&1"
+        " --out $(dirname {output.summary}) --threads {threads} > {log} 2>&1"

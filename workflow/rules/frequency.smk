@@ -6,13 +6,13 @@ rule wordnet:
     Debian's installed wordnet-base, nltk.download, or Debian's packages fetched with apt-get
     download (no root); the log names the source."""
     output:
-        touch(freq_plan.WORDNET_READY),
+        touch(L.WORDNET_READY),
     log:
         "results/logs/wordnet.log",
     conda:
         "../../envs/freq.yaml"
     params:
-        data=freq_plan.NLTK_DATA,
+        data=L.NLTK_DATA,
     shell:
         "python -m tailstudy freq wordnet --data-dir {params.data} > {log} 2>&1"
 
@@ -20,11 +20,11 @@ rule wordnet:
 rule count_shard:
     """Per-class caption-matching counts of one caption shard (or one MetaCLIP datacard)."""
     input:
-        unpack(concept_files),
-        source=shard_source,
-        wordnet=freq_plan.WORDNET_READY,
+        unpack(by(P.concept_files, "concepts")),
+        source=by(lambda corpus, shard: P.shard(corpus, shard).path, "corpus", "shard"),
+        wordnet=L.WORDNET_READY,
     output:
-        "results/freq/{corpus}/{concepts}/shards/{shard}_ori.tsv",
+        L.FREQ_SHARD,
     log:
         "results/logs/count_shard/{corpus}/{concepts}/{shard}.log",
     benchmark:
@@ -35,10 +35,10 @@ rule count_shard:
     resources:
         mem_mb=4000,
     params:
-        source=shard_args,
-        concepts=concept_args,
-        digits="--keep-digits" if FREQ.get("keep_digits") else "",
-        data=freq_plan.NLTK_DATA,
+        source=by(P.shard_args, "corpus", "shard"),
+        concepts=by(P.concept_args, "concepts"),
+        digits=P.keep_digits_arg(),
+        data=L.NLTK_DATA,
     shell:
         "python -m tailstudy freq count {params.source} {params.concepts} {params.digits}"
         " --nltk-data {params.data} --workers {threads} --no-sorted --out {output}"
@@ -48,10 +48,10 @@ rule count_shard:
 rule merge_counts:
     """The corpus's table in label order (…_ori.tsv) and sorted by count (….tsv)."""
     input:
-        corpus_shard_tables,
+        by(P.corpus_shard_tables, "corpus", "concepts"),
     output:
-        ori="results/freq/{corpus}/{concepts}_ori.tsv",
-        sorted="results/freq/{corpus}/{concepts}.tsv",
+        ori=L.FREQ_TABLE,
+        sorted=L.FREQ_TABLE_SORTED,
     log:
         "results/logs/merge_counts/{corpus}/{concepts}.log",
     conda:

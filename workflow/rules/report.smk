@@ -4,13 +4,13 @@
 rule write_run_table:
     """Every run with its factors and resolved recipe, and study membership."""
     output:
-        runs="results/run_table.tsv",
-        studies="results/study_runs.tsv",
+        runs=L.RUN_TABLE,
+        studies=L.STUDY_RUNS,
     log:
         "results/logs/write_run_table.log",
     params:
-        rows=[r for r in RUNS.rows()],
-        members=RUNS.study_of(),
+        rows=P.runs.rows(),
+        members=P.runs.study_of(),
     run:
         write_tsv(output.runs, params.rows)
         write_tsv(output.studies, [{"study": s, "run_id": r} for s, r in params.members])
@@ -19,9 +19,9 @@ rule write_run_table:
 rule collect_study:
     """One row per run of a study: factors and evaluation statistics."""
     input:
-        study_evals,
+        by(P.study_evals, "study"),
     output:
-        "results/tables/{study}.tsv",
+        L.STUDY_TABLE,
     log:
         "results/logs/collect_study/{study}.log",
     conda:
@@ -34,42 +34,43 @@ rule collect_study:
 rule render_figure:
     """Draw one figure (PDF, PNG) and write the numbers it plots (CSV)."""
     input:
-        spec="results/specs/figures/{fig}.json",
-        tables=figure_tables,
-        evals=figure_evals,
-        freq=figure_freq,
+        spec=L.path(L.SPEC, kind="figures", name="{fig}"),
+        tables=by(P.figure_tables, "fig"),
+        evals=by(P.figure_evals, "fig"),
+        freq=by(P.figure_freq, "fig"),
     output:
         pdf=report(
-            "results/figures/{fig}.pdf",
+            f"{L.FIGURE}.pdf",
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{fig}", "type": "PDF"},
         ),
         png=report(
-            "results/figures/{fig}.png",
+            f"{L.FIGURE}.png",
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{fig}", "type": "PNG"},
         ),
-        csv="results/figures/{fig}.csv",
+        csv=f"{L.FIGURE}.csv",
     log:
         "results/logs/render_figure/{fig}.log",
     conda:
         "../../envs/plot.yaml"
     params:
-        freq=figure_freq_args,
+        freq=by(P.figure_freq_args, "fig"),
+        eval_root=L.EVAL_ROOT,
     shell:
         "python -m tailstudy plot --spec {input.spec} --tables {input.tables}"
-        " --eval-root results/eval {params.freq} --out {output.pdf} > {log} 2>&1"
+        " --eval-root {params.eval_root} {params.freq} --out {output.pdf} > {log} 2>&1"
 
 
 rule check_claims:
     """The study's findings, checked seed by seed."""
     input:
-        spec="results/specs/claims/claims.json",
-        tables=claims_tables,
+        spec=L.path(L.SPEC, kind="claims", name="claims"),
+        tables=P.claims_tables(),
     output:
-        report("results/claims.tsv", caption="../report/claims.rst", category="Claims"),
+        report(L.CLAIMS, caption="../report/claims.rst", category="Claims"),
     log:
         "results/logs/check_claims.log",
     conda:

@@ -5,13 +5,13 @@ rule write_run_config:
     """The run's resolved config. It is rewritten only when the run's row or recipe changes
     (params trigger), and identical content never retrains (Snakemake compares checksums)."""
     output:
-        "results/runs/{run}/config.json",
+        L.RUN_CONFIG,
     log:
         "results/logs/write_run_config/{run}.log",
     conda:
         "../../envs/plot.yaml"
     params:
-        cfg=run_config,
+        cfg=by(P.run_config_json, "run"),
     shell:
         "printf '%s' {params.cfg:q} > {output} 2> {log}"
 
@@ -22,26 +22,28 @@ rule train_model:
     distributed.processes N is trained by N processes that the command itself launches through
     torchrun inside this one job and allocation (its threads are shared among them)."""
     input:
-        unpack(train_inputs),
+        unpack(by(P.train_inputs, "run")),
     output:
-        model="results/runs/{run}/model.pt",
-        log="results/runs/{run}/train_log.jsonl",
+        model=L.RUN_MODEL,
+        log=L.RUN_TRAIN_LOG,
     log:
         "results/logs/train_model/{run}.log",
     benchmark:
         "results/benchmarks/train_model/{run}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: train_threads
+    threads: lambda wc: P.train_threads(wc.run)
     resources:
-        gpu=run_gpus,
-        cpus_per_gpu=cpus_per_gpu,
-        mem_mb=train_mem_mb,
-        runtime=train_runtime,
+        gpu=lambda wc: P.gpus(wc.run),
+        cpus_per_gpu=lambda wc, threads: P.cpus_per_gpu(wc.run, threads),
+        mem_mb=lambda wc: P.train_mem_mb(wc.run),
+        runtime=lambda wc, attempt: P.train_runtime(wc.run, attempt),
     params:
-        text=text_checkpoint_arg,
+        text=by(P.text_checkpoint_arg, "run"),
+        out=L.RUN,
+        ckpt=L.RUN_CKPT,
     shell:
         "python -m tailstudy train --config {input.config} --index {input.index}"
         " --classes {input.classes} --dataset $(dirname {input.dataset}) {params.text}"
-        " --out results/runs/{wildcards.run} --ckpt-dir results/runs/{wildcards.run}/ckpt"
+        " --out {params.out} --ckpt-dir {params.ckpt}"
         " --threads {threads} > {log} 2>&1"

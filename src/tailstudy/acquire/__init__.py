@@ -2,7 +2,7 @@
 ImageNet-Captions JSON, LAION-400M / CC-12M / YFCC-15M metadata and img2dataset downloads into
 the project's on-disk dataset format (``tailstudy.data.format``).
 
-Steps, each a ``python -m tailstudy data ...`` command that the workflow runs as one rule:
+Steps, each a ``python -m tailstudy acquire ...`` command that the workflow runs as one rule:
 
 * ``laionet.py``: LAIONet (§1.2): unique-lemma table, substring labelling per metadata part,
   single-label filter, caption-to-definition similarity, NSFW filter and threshold.

@@ -1,4 +1,4 @@
-"""``tailstudy data ...``: the steps of real data acquisition, one command per workflow rule.
+"""``tailstudy acquire ...``: the steps of real data acquisition, one command per workflow rule.
 
 Subcommands:
 
@@ -134,9 +134,13 @@ def cmd_download_manifest(a: argparse.Namespace) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tailstudy data", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def add_commands(parent) -> None:
+    """The ``acquire`` command group (alias ``data``), under the project's parser."""
+    doc = __doc__.splitlines()[0]
+    p = parent.add_parser(
+        "acquire", aliases=["data"], help="real data acquisition steps", description=doc
+    )
+    sub = p.add_subparsers(dest="acquire_command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("lemmas", help="LAIONet's unique-lemma table")
     s.add_argument("--out", required=True, type=Path, help="lemma<TAB>wnid table")
@@ -201,10 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stats", required=True, nargs="+", type=Path)
     s.add_argument("--out", required=True, type=Path)
     s.set_defaults(func=cmd_download_manifest)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tailstudy.cli import dispatch
+    """``tailstudy acquire ARGV``; returns the exit status."""
+    from tailstudy.cli import main as project_main
 
-    return dispatch(build_parser(), sys.argv[1:] if argv is None else argv)
+    return project_main(["acquire", *(sys.argv[1:] if argv is None else argv)])

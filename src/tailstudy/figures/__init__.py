@@ -1,4 +1,4 @@
-"""Figure registry: ``plot`` name in config → function drawing it.
+"""Drawing figures: the ``plot`` kind of a spec (``tailstudy.figures.kinds``) → its function.
 
 Run figures are drawn from study tables (and per-class evaluations); frequency figures from
 frequency tables. Every figure is written as PDF and PNG with the CSV of the plotted numbers
@@ -41,21 +41,18 @@ class FigureInputs:
         raise UserError(f"no frequency table for corpus {corpus} ({concepts}); pass --freq")
 
 
-def _registry():
-    from tailstudy.figures import descriptiveness, frequency, pearson_spearman
+def drawer(plot: str):
+    """The function drawing a kind: ``(inputs, spec) -> (figure, plotted numbers)``."""
+    import importlib
 
-    def run_plot(fn):
+    from tailstudy.figures.kinds import RUNS, kind_of
+
+    kind = kind_of({"plot": plot})
+    module, name = kind.draw.split(":")
+    fn = getattr(importlib.import_module(f"tailstudy.figures.{module}"), name)
+    if kind.source == RUNS:
         return lambda inputs, spec: fn(inputs.study_table(), spec, inputs.eval_root)
-
-    return {
-        "descriptiveness": run_plot(descriptiveness.plot),
-        "pearson-spearman": run_plot(pearson_spearman.plot),
-        "frequency-ranks": frequency.ranks,
-        "label-curves": frequency.label_curves,
-        "frequency-correlation": frequency.correlation,
-        "frequency-zoom": frequency.zoom,
-        "tail-classes": frequency.tail_classes,
-    }
+    return fn
 
 
 def render(spec: dict, inputs: FigureInputs, out_pdf: str | Path) -> None:
@@ -67,10 +64,7 @@ def render(spec: dict, inputs: FigureInputs, out_pdf: str | Path) -> None:
     from tailstudy.figures.style import apply_style
 
     apply_style()
-    registry = _registry()
-    if spec["plot"] not in registry:
-        raise UserError(f"unknown plot {spec['plot']!r}; known: {', '.join(sorted(registry))}")
-    fig, data = registry[spec["plot"]](inputs, spec)
+    fig, data = drawer(spec["plot"])(inputs, spec)
     fig.suptitle(spec["paper_label"], y=1.02)
     out_pdf = Path(out_pdf)
     with atomic_path(out_pdf, suffix=".pdf") as tmp:

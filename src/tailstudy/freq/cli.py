@@ -90,9 +90,11 @@ def cmd_wordnet(a: argparse.Namespace) -> None:
     print(ensure_wordnet(a.data_dir))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tailstudy freq", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def add_commands(parent) -> None:
+    """The ``freq`` command group, under the project's parser (``parent``: its subparsers)."""
+    doc = __doc__.splitlines()[0]
+    p = parent.add_parser("freq", help="class frequencies by caption matching", description=doc)
+    sub = p.add_subparsers(dest="freq_command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("count", help="caption-matching class frequencies (METHODS §2)")
     src = s.add_mutually_exclusive_group(required=True)
@@ -154,11 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("wordnet", help="make an NLTK data folder holding WordNet 3.0")
     s.add_argument("--data-dir", required=True, type=Path)
     s.set_defaults(func=cmd_wordnet)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 for input errors, printed as one line)."""
-    from tailstudy.cli import dispatch
+    """``tailstudy freq ARGV``; returns the exit status (2 for input errors, printed as one line)."""
+    from tailstudy.cli import main as project_main
 
-    return dispatch(build_parser(), sys.argv[1:] if argv is None else argv)
+    return project_main(["freq", *(sys.argv[1:] if argv is None else argv)])

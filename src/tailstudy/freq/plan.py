@@ -19,22 +19,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tailstudy import layout as L
+from tailstudy.figures.kinds import FREQUENCY, check_needs, kind_of
 from tailstudy.io import UserError
 
 SOURCE_KEYS = ("dataset", "variant", "captions", "datacard", "table", "labels")
-FREQ_ROOT = "results/freq"
-NLTK_DATA = f"{FREQ_ROOT}/nltk_data"
-WORDNET_READY = f"{FREQ_ROOT}/wordnet.ok"
 LABELS = "labels"  # the concept-set slot of a label-count table
-
-#: Plots drawn from frequency tables, with the figure keys each needs.
-FREQ_PLOTS: dict[str, tuple[str, ...]] = {
-    "frequency-ranks": ("panels", "rank_by"),
-    "label-curves": ("corpora",),
-    "frequency-correlation": ("corpora",),
-    "frequency-zoom": ("pairs", "rank_by"),
-    "tail-classes": ("corpora",),
-}
 
 
 @dataclass(frozen=True)
@@ -71,10 +61,10 @@ def shards(config: dict, corpus: str) -> dict[str, Shard]:
     spec = config["frequency"]["corpora"][corpus]
     kind = corpus_kind(spec, corpus)
     if kind == "dataset":
-        path = f"results/data/{spec['dataset']}/index.parquet"
+        path = L.path(L.DATASET_INDEX, dataset=spec["dataset"])
         return {"index": Shard(corpus, "index", path, "captions")}
     if kind == "variant":
-        path = f"results/variants/{spec['variant']}/index.parquet"
+        path = L.path(L.VARIANT_INDEX, variant=spec["variant"])
         return {"index": Shard(corpus, "index", path, "captions")}
     if kind == "datacard":
         return {"datacard": Shard(corpus, "datacard", str(spec["datacard"]), "datacard")}
@@ -105,10 +95,10 @@ def table_path(config: dict, corpus: str, concepts: str) -> str:
     spec = config["frequency"]["corpora"][corpus]
     kind = corpus_kind(spec)
     if kind == "labels":
-        return f"results/variants/{spec['labels']}/counts.tsv"
+        return L.path(L.VARIANT_COUNTS, variant=spec["labels"])
     if kind == "table":
         return str(spec["table"])
-    return f"{FREQ_ROOT}/{corpus}/{concepts}_ori.tsv"
+    return L.path(L.FREQ_TABLE, corpus=corpus, concepts=concepts)
 
 
 def table_key(config: dict, corpus: str, concepts: str) -> str:
@@ -140,10 +130,6 @@ def figure_corpora(spec: dict) -> list[str]:
     if spec.get("rank_by"):
         names.append(spec["rank_by"])
     return list(dict.fromkeys(names))
-
-
-#: Plots that draw one concept set (the others: one panel per concept set).
-_ONE_CONCEPT_SET = ("frequency-ranks", "label-curves", "frequency-zoom", "tail-classes")
 
 
 def check(config: dict) -> None:
@@ -180,15 +166,11 @@ def check(config: dict) -> None:
         if (spec or {}).get("synonyms") and name not in ("imagenet", "imagenet1k", "imagenet100"):
             raise UserError(f"concept set {name}: a synonym table only applies to ImageNet")
     for fig, spec in config.get("figures", {}).items():
-        plot = spec["plot"]
-        if plot in FREQ_PLOTS:
-            for key in FREQ_PLOTS[plot]:
-                if not spec.get(key):
-                    raise UserError(f"figure {fig} ({plot}) needs {key}")
-            if plot in _ONE_CONCEPT_SET and len(figure_concept_sets(spec)) > 1:
-                raise UserError(f"figure {fig} ({plot}) draws one concept set; name one")
-            if plot == "tail-classes" and len(spec["corpora"]) > 1:
-                raise UserError(f"figure {fig} (tail-classes) lists one corpus; name one")
+        kind = kind_of(spec, fig)
+        if kind.source == FREQUENCY:
+            check_needs(spec, fig)
+            if kind.one_concept_set and len(figure_concept_sets(spec)) > 1:
+                raise UserError(f"figure {fig} ({spec['plot']}) draws one concept set; name one")
         for corpus in figure_corpora(spec):
             if corpus not in corpora:
                 raise UserError(f"figure {fig} names unknown corpus {corpus!r}")

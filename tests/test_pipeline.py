@@ -1,0 +1,111 @@
+"""What the rules ask of the config (tailstudy.pipeline) and the results/ layout they share."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tailstudy import layout as L
+from tailstudy import study
+from tailstudy.data.spec import variant_refs
+from tailstudy.io import UserError
+from tailstudy.pipeline import Pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def config():
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    # a match variant following another variant's counts, topped up from a second dataset
+    cfg["variants"]["web-eq"] = {
+        "dataset": "web",
+        "labelled": True,
+        "match": {"counts_of": {"variant": "web-cls"}, "supplement": "pretrain", "seed": 0},
+    }
+    return cfg
+
+
+def test_variant_inputs_follow_its_references(config):
+    p = Pipeline(config)
+    assert p.variant_inputs("web-eq") == {
+        "spec": "results/specs/variants/web-eq.json",
+        "dataset": "results/data/web/manifest.json",
+        "counts_of": "results/variants/web-cls/index.parquet",
+        "counts_of_classes": "results/variants/web-cls/classes.tsv",
+        "supplement": "results/data/pretrain/manifest.json",
+    }
+    assert p.variant_args("web-eq") == (
+        "--counts-of results/variants/web-cls --supplement results/data/pretrain"
+    )
+    assert p.variant_inputs("web-cls") == {
+        "spec": "results/specs/variants/web-cls.json",
+        "dataset": "results/data/web/manifest.json",
+    }
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            {"counts_of": {"variant": "nope"}},
+            "variant web-eq: match.counts_of names unknown variant",
+        ),
+        ({"supplement": "nope"}, "variant web-eq: match.supplement 'nope' is not a declared"),
+    ],
+)
+def test_the_check_and_the_wiring_read_one_walk(config, edit, message):
+    cfg = copy.deepcopy(config)
+    cfg["variants"]["web-eq"]["match"].update(edit)
+    with pytest.raises(UserError, match=message):
+        variant_refs(cfg, "web-eq")
+    with pytest.raises(UserError, match=message):
+        study.check(cfg)
+
+
+def test_counts_of_cycle_is_one_line(config):
+    cfg = copy.deepcopy(config)
+    cfg["variants"]["web-cls"] = {
+        "dataset": "web",
+        "match": {"counts_of": {"variant": "web-eq"}, "seed": 0},
+    }
+    with pytest.raises(UserError, match="match.counts_of cycle web-cls -> web-eq -> web-cls"):
+        study.check(cfg)
+
+
+def test_run_wiring_and_resources(config):
+    p = Pipeline(config)
+    run = next(r for r, d in p.runs.depends.items())  # a run with a pre-trained text tower
+    cfg = p.run(run)
+    inputs = p.train_inputs(run)
+    assert inputs["config"] == f"results/runs/{run}/config.json"
+    assert inputs["text"] == f"results/runs/{p.runs.depends[run]}/model.pt"
+    assert inputs["index"] == f"results/variants/{cfg.variant}/index.parquet"
+    assert p.text_checkpoint_arg(run) == f"--text-checkpoint {inputs['text']}"
+    assert p.gpus(run) == 0 and p.train_threads(run) == cfg.recipe.processes
+    assert [p.train_runtime(run, a) for a in (1, 2)] == [60, 120]
+    assert p.eval_inputs(run)["dataset"] == f"results/data/{cfg.eval_dataset}/manifest.json"
+
+
+def test_rules_name_results_paths_only_through_the_layout():
+    """Every path under results/ in the rules comes from tailstudy.layout (logs and
+    benchmarks, named by their rule, excepted)."""
+    files = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    for f in files:
+        code = [ln for ln in f.read_text().splitlines() if not ln.lstrip().startswith("#")]
+        literal = [
+            ln
+            for ln in code
+            if "results/" in ln and not re.search(r"results/(logs|benchmarks)/", ln)
+        ]
+        assert not literal, f"{f.name}: {literal}"
+
+
+def test_layout_patterns_lie_under_results():
+    patterns = {k: v for k, v in vars(L).items() if k.isupper() and isinstance(v, str)}
+    assert all(v.startswith(L.RESULTS) for v in patterns.values())
+    assert L.path(L.RUN_CONFIG, run="r") == "results/runs/r/config.json"
