@@ -5,6 +5,7 @@ import shlex
 
 from snakemake.utils import validate
 
+from tailstudy import cost as tcost
 from tailstudy import study as tstudy
 from tailstudy.acquire.download import merged_settings, shard_names
 from tailstudy.freq import plan as freq_plan
@@ -22,6 +23,7 @@ try:
     tstudy.check(config)
     freq_plan.check(config)
     RUNS = tstudy.expand(config)
+    tcost.check(config, RUNS.runs)
     FREQ = config.get("frequency", {})
     CORPORA = sorted(FREQ.get("corpora", {}))
 except UserError as e:
@@ -178,7 +180,6 @@ def eval_inputs(wildcards):
 # cpus_per_gpu, mem_mb, runtime in minutes); partitions and accounts live in profiles/slurm,
 # which may override any of these (set-threads, set-resources; expressions may use `attempt`).
 CPUS_PER_GPU = 8  # CPU threads per GPU of a GPU job (host-side augmentation, tokenising)
-MEM_MB_PER_GPU = 16000
 MAX_RUNTIME = 24 * 60  # minutes: a common partition limit; profiles/slurm may raise it
 
 
@@ -212,22 +213,28 @@ def eval_cpus_per_gpu(wildcards, threads):
 
 
 def train_mem_mb(wildcards):
-    return max(8000, MEM_MB_PER_GPU * run_gpus(wildcards))
+    """Host memory from what the job holds (tailstudy.cost: workers, queued batches, model,
+    in-memory images of a small split)."""
+    return tcost.train_mem_mb(config, run_cfg(wildcards))
 
 
 def eval_mem_mb(wildcards):
-    return max(4000, MEM_MB_PER_GPU * eval_gpus(wildcards))
+    return tcost.eval_mem_mb(config, run_cfg(wildcards))
 
 
 def train_runtime(wildcards, attempt):
-    """Minutes, growing with each attempt: a job that hit its time limit, was preempted or was
-    cancelled resumes from its checkpoint, so every attempt moves the run forward."""
-    base = 6 * 60 if run_gpus(wildcards) else 60
+    """Minutes: rows × epochs ÷ the config's throughput, × safety + start-up (tailstudy.cost),
+    growing with each attempt: a job that hit its time limit, was preempted or was cancelled
+    resumes from its checkpoint, so every attempt moves the run forward."""
+    cfg = run_cfg(wildcards)
+    base = tcost.time_limit_min(config, tcost.train_cost(config, cfg))
     return min(base * attempt, MAX_RUNTIME)
 
 
 def eval_runtime(wildcards, attempt):
-    return min(30 * attempt, MAX_RUNTIME)
+    cfg = run_cfg(wildcards)
+    base = tcost.time_limit_min(config, tcost.eval_cost(config, cfg))
+    return min(base * attempt, MAX_RUNTIME)
 
 
 def study_evals(wildcards):

@@ -43,25 +43,31 @@ from tailstudy.data.format import (
 from tailstudy.io import UserError
 
 __all__ = [
-    "DEFAULT_IN_MEMORY_MAX_ROWS",
+    "DEFAULT_IN_MEMORY_MAX_MB",
     "EpochBatches",
     "ShardSource",
     "eval_transform",
     "fits_in_memory",
+    "in_memory_mb",
     "iterate",
     "make_loader",
     "train_transform",
 ]
 
-#: Splits with more rows than this stream from their shards instead of being decoded into memory.
-#: The in-memory path holds rows × H × W × 3 bytes per process (32-px embedded images: 3 KB a row,
-#: so 200,000 rows are 0.6 GB; 224-px images would be 150 KB a row).
-DEFAULT_IN_MEMORY_MAX_ROWS = 200_000
+#: Splits whose decoded images would take more than this stream from their shards instead of
+#: being decoded into memory (the in-memory path holds rows × side² × 3 bytes in every process:
+#: 32-px embedded images are 3 KB a row, 224-px ones 150 KB).
+DEFAULT_IN_MEMORY_MAX_MB = 2048
 
 
-def fits_in_memory(rows: int, max_rows: int = DEFAULT_IN_MEMORY_MAX_ROWS) -> bool:
-    """Whether a split of ``rows`` rows takes the in-memory path (else it streams)."""
-    return rows <= max_rows
+def in_memory_mb(rows: int, image_side: int) -> float:
+    """MiB of a split decoded into memory (uint8, ``image_side``² RGB)."""
+    return rows * image_side * image_side * 3 / 2**20
+
+
+def fits_in_memory(rows: int, image_side: int, max_mb: float = DEFAULT_IN_MEMORY_MAX_MB) -> bool:
+    """Whether a split takes the in-memory path (else it streams from the shards)."""
+    return in_memory_mb(rows, image_side) <= max_mb
 
 
 # --------------------------------------------------------------------------- transforms
