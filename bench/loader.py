@@ -32,20 +32,21 @@ from pathlib import Path
 import numpy as np
 
 
-def _pool(n: int, seed: int = 0) -> list[bytes]:
-    """``n`` distinct smooth JPEGs with shorter side 224 (JPEG sizes like photos', ~20 KB)."""
+def _pool(n: int, seed: int = 0, short_side: int = 224) -> list[bytes]:
+    """``n`` distinct smooth JPEGs with shorter side ``short_side``, the longer 1-1.5x that, in
+    either orientation (JPEG sizes like photos': ~16 KB at 224)."""
     from PIL import Image, ImageDraw, ImageFilter
 
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
-        long = int(rng.integers(224, 337))
-        w, h = (long, 224) if i % 2 else (224, long)
+        long = int(rng.integers(short_side, short_side * 3 // 2 + 1))
+        w, h = (long, short_side) if i % 2 else (short_side, long)
         img = Image.new("RGB", (w, h), tuple(int(c) for c in rng.integers(0, 255, 3)))
         d = ImageDraw.Draw(img)
         for _ in range(12):
             x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
-            r = int(rng.integers(10, 80))
+            r = int(rng.integers(max(2, short_side // 22), max(3, short_side // 3)))
             d.ellipse(
                 (x0 - r, y0 - r, x0 + r, y0 + r),
                 fill=tuple(int(c) for c in rng.integers(0, 255, 3)),
@@ -59,7 +60,10 @@ def _pool(n: int, seed: int = 0) -> list[bytes]:
     return out
 
 
-def make_dataset(root: Path, n: int, pool: list[bytes]) -> None:
+def make_dataset(
+    root: Path, n: int, pool: list[bytes], shard_size: int = 500, image_size: int = 224
+) -> None:
+    """A dataset of ``n`` rows cycling through ``pool``, 100 classes, in the project's format."""
     import pandas as pd
 
     from tailstudy.data.format import ShardWriter, finish_dataset
@@ -67,7 +71,7 @@ def make_dataset(root: Path, n: int, pool: list[bytes]) -> None:
     if (root / "manifest.json").exists():
         return
     name = root.name
-    with ShardWriter(root, name, shard_size=500) as w:
+    with ShardWriter(root, name, shard_size=shard_size) as w:
         for i in range(n):
             w.write(f"{name}{i:07d}", "jpg", pool[i % len(pool)])
     index = pd.DataFrame(
@@ -78,7 +82,7 @@ def make_dataset(root: Path, n: int, pool: list[bytes]) -> None:
         }
     )
     classes = [(f"n{c:08d}", f"class {c}") for c in range(100)]
-    finish_dataset(root, name, index, w, classes, {"kind": "bench"}, (224, 224))
+    finish_dataset(root, name, index, w, classes, {"kind": "bench"}, (image_size, image_size))
 
 
 def epoch_rss(root: str, workers: int, batch: int) -> dict:
