@@ -239,3 +239,15 @@ def test_corrupt_image_fails_in_worker_with_one_line(jpeg_ds, tmp_path, workers)
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.startswith(f"variant v: shard {path} sample {src.key(row)} is not a decodable")
+
+
+def test_embedded_shards_stream_the_pixels_the_in_memory_path_loads(tiny_dataset):
+    from tailstudy.data.loader import load_split
+
+    mem = load_split(tiny_dataset, progress=False)
+    src = ShardSource(tiny_dataset, progress=False)
+    assert len(src) == len(mem) and src.label_counts().tolist() == mem.label_counts().tolist()
+    for row in (0, len(src) // 2, len(src) - 1):
+        item = src[row]
+        assert torch.equal(item["image"].permute(1, 2, 0), mem.images[row])
+        assert item["caption"] == mem.captions[row] and item["label"] == int(mem.labels[row])
