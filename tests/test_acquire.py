@@ -958,3 +958,36 @@ def test_laionet_text_encoder_of_openai_weights_uses_quick_gelu(no_hub):
     model, _ = laionet.load_text_encoder({"open_clip": "ViT-B-32", "pretrained": "openai"})
     acts = {type(m) for m in model.transformer.modules()}
     assert QuickGELU in acts and torch.nn.GELU not in acts and len(no_hub) == 1
+
+
+@pytest.mark.parametrize("short_side", [22, 0])
+def test_builders_keep_aspect_ratio_and_the_configured_short_side(tmp_path, short_side):
+    import io
+
+    import webdataset as wds
+    from PIL import Image
+
+    in100 = concept_subset("imagenet100")
+    files = write_class_tree(tmp_path / "val", [c.wnid for c in in100], per_folder=3)
+    spec = {
+        "source": "image-folder",
+        "root": str(tmp_path / "val"),
+        "classes": "imagenet100",
+        "short_side": short_side,
+    }
+    build.build_image_folder(spec, tmp_path / "out", "val")
+    idx = read_index(tmp_path / "out").set_index("key")
+    shrunk = 0
+    for s in wds.WebDataset(str(tmp_path / "out/shards/val-000000.tar"), shardshuffle=False):
+        ext = "jpg" if "jpg" in s else "png"
+        src = files[idx.loc[s["__key__"], "path"]]
+        w0, h0 = Image.open(io.BytesIO(src)).size
+        w, h = Image.open(io.BytesIO(s[ext])).size
+        if not short_side or min(w0, h0) <= short_side:
+            assert s[ext] == src  # small enough: the source bytes, untouched
+            continue
+        shrunk += 1
+        assert min(w, h) == short_side and (w < h) == (w0 < h0)  # not cropped to a square
+        assert max(w, h) == round(max(w0, h0) * short_side / min(w0, h0))
+        assert Image.open(io.BytesIO(s[ext])).format == ("PNG" if ext == "png" else "JPEG")
+    assert shrunk > 0 if short_side else shrunk == 0

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tailstudy import layout as L
-from tailstudy import study
+from tailstudy import cost, study
 from tailstudy.data.spec import variant_refs
 from tailstudy.io import UserError
 from tailstudy.pipeline import Pipeline
@@ -87,7 +87,9 @@ def test_run_wiring_and_resources(config):
     assert inputs["index"] == f"results/variants/{cfg.variant}/index.parquet"
     assert p.text_checkpoint_arg(run) == f"--text-checkpoint {inputs['text']}"
     assert p.gpus(run) == 0 and p.train_threads(run) == cfg.recipe.processes
-    assert [p.train_runtime(run, a) for a in (1, 2)] == [60, 120]
+    base = cost.time_limit_min(config, cost.train_cost(config, cfg))  # from the work itself
+    assert [p.train_runtime(run, a) for a in (1, 2)] == [base, 2 * base]
+    assert p.train_mem_mb(run) == cost.train_mem_mb(config, cfg)
     assert p.eval_inputs(run)["dataset"] == f"results/data/{cfg.eval_dataset}/manifest.json"
 
 

@@ -125,9 +125,20 @@ def test_slurm_profile_requests_the_gpus_each_recipe_asks_for(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     train = dry_run_jobs(res.stdout, "train_model")
     sl, clip = train["incaps-full_sl_sl-k5_s0"], train["incaps-full_clip_clip_s0"]
-    assert (sl["gpu"], sl["cpus_per_gpu"], sl["threads"], sl["mem_mb"]) == ("2", "8", "16", "32000")
-    assert (clip["gpu"], clip["threads"], clip["mem_mb"]) == ("0", "1", "8000")
-    assert sl["runtime"] == "360" and clip["runtime"] == "60"  # minutes, first attempt
+    assert (sl["gpu"], sl["cpus_per_gpu"], sl["threads"]) == ("2", "8", "16")
+    assert (clip["gpu"], clip["threads"]) == ("0", "1")
+    # memory and time limits (minutes, first attempt) from the work: tailstudy.cost
+    from tailstudy import cost, study
+
+    runs = study.expand(config).runs
+    for run, job in (("incaps-full_sl_sl-k5_s0", sl), ("incaps-full_clip_clip_s0", clip)):
+        want = cost.time_limit_min(config, cost.train_cost(config, runs[run]))
+        assert (job["mem_mb"], job["runtime"]) == (
+            str(cost.train_mem_mb(config, runs[run])),
+            str(want),
+        )
+    assert int(sl["mem_mb"]) > int(clip["mem_mb"])  # loader workers and their queued batches
+    assert int(sl["runtime"]) < int(clip["runtime"])  # 2 GPUs at the same per-device speed
     assert sl["slurm_partition"] == "CHANGE-ME-gpu" and sl["slurm_account"] == "CHANGE-ME"
     ev = dry_run_jobs(res.stdout, "evaluate_run")
     assert (

@@ -182,6 +182,24 @@ def cmd_claims(a: argparse.Namespace) -> None:
     evaluate_claims(read_json(a.spec)["claims"], a.tables, a.out)
 
 
+def cmd_plan(a: argparse.Namespace) -> None:
+    import yaml
+
+    from tailstudy import cost, study
+
+    if not a.cost:
+        raise UserError("plan: say what to plan (--cost)")
+    try:
+        config = yaml.safe_load(Path(a.configfile).read_text())
+    except FileNotFoundError:
+        raise UserError(f"config {a.configfile} not found") from None
+    if a.seeds:
+        config["seeds"] = a.seeds
+    study.check(config)
+    print(f"{a.configfile}, seeds {config.get('seeds', [0])}")
+    print(cost.format_plan(config))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The one parser tree: every command, and the ``freq`` and ``acquire`` groups."""
     from tailstudy.acquire.cli import add_commands as add_acquire
@@ -260,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--out", required=True, type=Path, help="figure .pdf (.png, .csv beside it)")
     s.set_defaults(func=cmd_plot)
+
+    s = sub.add_parser("plan", help="what the configured study will cost, before running it")
+    s.add_argument("--cost", action="store_true", help="runs and GPU-hours per study and in all")
+    s.add_argument(
+        "--configfile", default="config.yaml", help="study config (default: config.yaml)"
+    )
+    s.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
+    s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("claims", help="check the study's claims seed by seed")
     s.add_argument("--spec", required=True, help="claims spec JSON")

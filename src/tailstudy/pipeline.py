@@ -15,8 +15,8 @@ import json
 import os
 import shlex
 
+from tailstudy import cost, study
 from tailstudy import layout as L
-from tailstudy import study
 from tailstudy.acquire.download import merged_settings, shard_names
 from tailstudy.config import RunConfig
 from tailstudy.data.spec import variant_refs
@@ -27,7 +27,6 @@ from tailstudy.io import UserError
 # cpus_per_gpu, mem_mb, runtime in minutes); partitions and accounts live in profiles/slurm,
 # which may override any of these (set-threads, set-resources; expressions may use `attempt`).
 CPUS_PER_GPU = 8  # CPU threads per GPU of a GPU job (host-side augmentation, tokenising)
-MEM_MB_PER_GPU = 16000
 MAX_RUNTIME = 24 * 60  # minutes: a common partition limit; profiles/slurm may raise it
 
 EMBEDDED_SOURCES = ("embedded",)
@@ -62,6 +61,7 @@ class Pipeline:
         freq_plan.check(config)
         self.config = config
         self.runs = study.expand(config)
+        cost.check(config, self.runs.runs)
         self.freq = config.get("frequency", {})
         self.datasets = sorted(config["datasets"])
         self.variants = sorted(config["variants"])
@@ -198,20 +198,23 @@ class Pipeline:
         return max(1, threads // max(1, self.gpus(run)))
 
     def train_mem_mb(self, run: str) -> int:
-        return max(8000, MEM_MB_PER_GPU * self.gpus(run))
+        """Host memory from what the job holds (tailstudy.cost: workers, queued batches, model,
+        in-memory images of a small split)."""
+        return cost.train_mem_mb(self.config, self.run(run))
 
     def eval_mem_mb(self, run: str) -> int:
-        return max(4000, MEM_MB_PER_GPU * self.eval_gpus(run))
+        return cost.eval_mem_mb(self.config, self.run(run))
 
     def train_runtime(self, run: str, attempt: int) -> int:
-        """Minutes, growing with each attempt: a job that hit its time limit, was preempted or
-        was cancelled resumes from its checkpoint, so every attempt moves the run forward."""
-        base = 6 * 60 if self.gpus(run) else 60
+        """Minutes: rows × epochs ÷ the config's throughput, × safety + start-up (tailstudy.cost),
+        growing with each attempt: a job that hit its time limit, was preempted or was cancelled
+        resumes from its checkpoint, so every attempt moves the run forward."""
+        base = cost.time_limit_min(self.config, cost.train_cost(self.config, self.run(run)))
         return min(base * attempt, MAX_RUNTIME)
 
-    @staticmethod
-    def eval_runtime(attempt: int) -> int:
-        return min(30 * attempt, MAX_RUNTIME)
+    def eval_runtime(self, run: str, attempt: int) -> int:
+        base = cost.time_limit_min(self.config, cost.eval_cost(self.config, self.run(run)))
+        return min(base * attempt, MAX_RUNTIME)
 
     # --- studies, figures, claims ----------------------------------------------------------
 

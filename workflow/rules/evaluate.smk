@@ -20,7 +20,7 @@ rule evaluate_run:
         gpu=lambda wc: P.eval_gpus(wc.run),
         cpus_per_gpu=lambda wc, threads: threads,
         mem_mb=lambda wc: P.eval_mem_mb(wc.run),
-        runtime=lambda wc, attempt: P.eval_runtime(attempt),
+        runtime=lambda wc, attempt: P.eval_runtime(wc.run, attempt),
     shell:
         "python -m tailstudy evaluate --config {input.config} --model {input.model}"
         " --dataset $(dirname {input.dataset}) --train-counts {input.counts}"

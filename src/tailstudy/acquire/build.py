@@ -10,8 +10,11 @@
   left out. LAIONet keeps ``row_id``, ``wnid`` and ``similarity``; a -Cls image that matched k
   classes gives k rows (keys ``<row_id>-<label>``, the image stored once per row).
 
-Image bytes are copied as they are (no re-encoding); the manifest's ``image_size`` is the
-square side the in-memory loader crops to (dataset key ``image_size``, default 224).
+Images are stored with their shorter side reduced to ``short_side`` (dataset key, default 256,
+the LAION-400M img2dataset setting; aspect ratio kept, never enlarged, never cropped): training
+crops the source image (METHODS §0.4). Images no larger, or every image with ``short_side: 0``,
+keep their bytes. The manifest's ``image_size`` is the square side the in-memory loader crops
+to (dataset key ``image_size``, default 224).
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ import pandas as pd
 
 from tailstudy.acquire.download import iter_successes, read_urls
 from tailstudy.concepts import concept_subset, imagenet_concepts
-from tailstudy.data.format import ShardWriter, finish_dataset
+from tailstudy.data.format import (
+    DEFAULT_SHORT_SIDE,
+    ShardWriter,
+    finish_dataset,
+    shrink_to_short_side,
+)
 from tailstudy.io import UserError, read_json
 
 log = logging.getLogger(__name__)
@@ -57,13 +65,21 @@ def _missing_classes(root: Path, folders: dict[str, str], what: str) -> None:
         )
 
 
-def _write_files(writer: ShardWriter, keys, paths, exts, name: str) -> None:
+def _short_side(spec: dict) -> int:
+    return int(spec.get("short_side", DEFAULT_SHORT_SIDE))
+
+
+def _write_files(writer: ShardWriter, keys, paths, exts, name: str, short_side: int) -> None:
     t0 = time.perf_counter()
     for i, (key, path, ext) in enumerate(zip(keys, paths, exts, strict=True)):
         try:
             data = Path(path).read_bytes()
         except OSError as e:
             raise UserError(f"cannot read image {path}: {e.strerror}") from None
+        try:
+            data = shrink_to_short_side(data, ext, short_side)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise UserError(f"image {path} does not decode ({e}); remove or replace it") from None
         writer.write(key, ext, data)
         if (i + 1) % 20_000 == 0:
             log.info(
@@ -118,7 +134,14 @@ def build_image_folder(spec: dict, out: Path, name: str) -> dict:
     if empty:
         log.warning("%s: %d class folders hold no image (e.g. %s)", root, len(empty), empty[0])
     with ShardWriter(out, name) as writer:
-        _write_files(writer, index["key"], [root / p for p in index["path"]], index["ext"], name)
+        _write_files(
+            writer,
+            index["key"],
+            [root / p for p in index["path"]],
+            index["ext"],
+            name,
+            _short_side(spec),
+        )
     return finish_dataset(
         out,
         name,
@@ -209,7 +232,7 @@ def build_imagenet_captions(spec: dict, out: Path, name: str) -> dict:
     )
     exts = [IMAGE_SUFFIXES.get(p.suffix.lower(), "jpg") for p in paths]
     with ShardWriter(out, name) as writer:
-        _write_files(writer, df["key"], paths, exts, name)
+        _write_files(writer, df["key"], paths, exts, name, _short_side(spec))
     counts = df["label"].value_counts()
     log.info("%s: %d images, %d non-empty classes", name, len(df), len(counts))
     return finish_dataset(
@@ -268,6 +291,7 @@ def build_downloaded(spec: dict, out: Path, name: str, downloads: Path) -> dict:
                 if not decodable(data):
                     bad.append(rid)
                     continue
+                data = shrink_to_short_side(data, ext, _short_side(spec))
                 if kind == "laionet":
                     writer.write(str(rid), ext, data)
                 else:

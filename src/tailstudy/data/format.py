@@ -289,6 +289,37 @@ def fit_image(img, size: Sequence[int]):
     return img.crop((left, top, left + w, top + h))
 
 
+#: Shorter side of stored images of real datasets (dataset key ``short_side``): the setting of
+#: img2dataset's LAION-400M recipe (``image_size 256, resize_mode keep_ratio,
+#: resize_only_if_bigger``), which the downloaded sets use too.
+DEFAULT_SHORT_SIDE = 256
+
+
+def shrink_to_short_side(data: bytes, ext: str, short_side: int | None) -> bytes:
+    """Encoded image bytes with the shorter side reduced to ``short_side`` (aspect ratio kept,
+    bicubic, re-encoded as JPEG quality 95 or PNG as ``ext`` says). Images already that small,
+    and any image when ``short_side`` is None or 0, keep their bytes unchanged."""
+    from PIL import Image
+
+    if not short_side:
+        return data
+    with Image.open(io.BytesIO(data)) as img:
+        w, h = img.size
+        if min(w, h) <= short_side:
+            return data
+        scale = short_side / min(w, h)
+        size = (max(short_side, round(w * scale)), max(short_side, round(h * scale)))
+        if img.format == "JPEG":
+            img.draft("RGB", size)  # DCT-domain downscale to at least ``size``: faster decode
+        out = img.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    if ext == "png":
+        out.save(buf, format="PNG")
+    else:
+        out.save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
 def load_images(root: str | os.PathLike, keys: Sequence[str], progress: bool = False) -> np.ndarray:
     """Decode the images of ``keys`` (in that order) from a dataset's shards → (N,H,W,3) uint8.
 
