@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tailstudy import layout as L
 from tailstudy import cost, study
+from tailstudy import layout as L
 from tailstudy.data.spec import variant_refs
 from tailstudy.io import UserError
 from tailstudy.pipeline import Pipeline
