@@ -105,7 +105,10 @@ def compare(a: Path, b: Path) -> list[str]:
     diffs = []
     ma = torch.load(a / "model.pt", weights_only=True)
     mb = torch.load(b / "model.pt", weights_only=True)
-    if ma.keys() != mb.keys():
+    # a key only the new side writes, holding its old implied default (False/None/0), is
+    # metadata both sides agree on (e.g. quick_gelu: False for weights trained from scratch)
+    added = {k for k in set(mb) - set(ma) if mb[k]}
+    if set(ma) - set(mb) or added:
         diffs.append(f"model.pt keys {sorted(ma)} != {sorted(mb)}")
     for key in ("config", "classes"):
         if ma.get(key) != mb.get(key):
