@@ -66,6 +66,10 @@ def test_recipe_inheritance_and_cycles(config):
         (lambda c: c["recipes"]["clip"].update(vocab_size=5), "ignores"),
         (lambda c: c["recipes"]["sl-frozen"].pop("text_encoder"), "needs a text_encoder"),
         (lambda c: c["claims"][0].update(study="nope"), "unknown study"),
+        (
+            lambda c: c["figures"]["fig03-descriptiveness"].update(descriptiveness=["nope"]),
+            "descriptiveness names unknown variant 'nope'",
+        ),
     ],
 )
 def test_cross_reference_errors_are_one_line(config, mutate, message):
