@@ -48,13 +48,19 @@ def test_all_figures_end_to_end_and_claims_hold(tmp_path):
     assert (tail["count"] < 10).all() and tail["count"].is_monotonic_decreasing
     fig3 = pd.read_csv(results / "figures" / "fig03-descriptiveness.csv")
     assert len(fig3) == 14 and fig3[["rho_acc", "rho_pred", "top1"]].notna().all().all()
+    natural = fig3[fig3["group"] == "CLIP natural"]["variant"].tolist()
+    assert natural == figures["fig03-descriptiveness"]["descriptiveness"]  # lightest to darkest
+    assert fig3["in_top1_fit"].dtype == bool
     claims = pd.read_csv(results / "claims.tsv", sep="\t")
     print(claims.to_string())
-    assert set(claims["claim"]) == {"F1", "F2", "F3-top1", "F3-rho"}
+    assert set(claims["claim"]) == {"F1", "F2", "F3a", "F3b"}
     assert (claims.groupby("claim")["seed"].nunique() == 3).all()
-    # F3-top1 does not hold on the embedded world (class-template captions match the zero-shot
-    # prompts word for word, full-text captions do not; see README) and is reported, not asserted.
-    asserted = claims[claims["claim"].isin(["F1", "F2", "F3-rho"])]
+    f3a = claims[claims["claim"] == "F3a"]
+    assert set(f3a["statistic"]) == {"top1", "rho_acc"}
+    # F3a (full text vs title only) is reported, not asserted: on the embedded world title-only
+    # CLIP has measured above full text on top-1 (the small text tower; see README)
+    print(f"F3a holds: {bool(f3a['claim_holds'].all())}")
+    asserted = claims[claims["claim"].isin(["F1", "F2", "F3b"])]
     failing = asserted[~asserted["holds"]]
     assert failing.empty, f"claims that do not hold:\n{failing.to_string()}"
     again = subprocess.run(cmd + ["-n"], capture_output=True, text=True)

@@ -31,7 +31,9 @@ def test_embedded_config_is_valid_and_expands_deterministically(config):
     assert a.runs["incaps-full_sl_sl-k5_s2"].recipe.vocab_size == 5
     # the claims study shares its seed-0 runs with the figure study: no duplicate runs
     shared = set(a.studies["claims-scratch"]) & set(a.studies["caption-scratch"])
-    assert "incaps-full_clip_clip_s0" in shared
+    assert {"incaps-full_clip_clip_s0", "incaps-title_clip_clip_s0"} <= shared
+    title = {r for r in a.studies["claims-scratch"] if r.startswith("incaps-title_")}
+    assert title == {f"incaps-title_clip_clip_s{s}" for s in range(3)}
     n_listed = sum(len(v) for v in a.studies.values())
     assert len(a.runs) == n_listed - len(shared) + 1  # + the pre-training run
     # frozen text towers depend on the pre-training run, which joins the table
@@ -66,6 +68,10 @@ def test_recipe_inheritance_and_cycles(config):
         (lambda c: c["recipes"]["clip"].update(vocab_size=5), "ignores"),
         (lambda c: c["recipes"]["sl-frozen"].pop("text_encoder"), "needs a text_encoder"),
         (lambda c: c["claims"][0].update(study="nope"), "unknown study"),
+        (
+            lambda c: c["figures"]["fig03-descriptiveness"].update(descriptiveness=["nope"]),
+            "descriptiveness names unknown variant 'nope'",
+        ),
     ],
 )
 def test_cross_reference_errors_are_one_line(config, mutate, message):

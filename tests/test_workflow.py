@@ -31,12 +31,12 @@ def test_lint_and_format_are_clean(workdir):
 def test_dry_run_job_counts_for_the_embedded_config(workdir):
     out = smk(workdir, "-n", "--quiet", "rules").stdout
     assert job_counts(out) == {
-        "write_run_config": 37,  # 14 + 14 + 12 runs, 4 shared, + the pre-training run
+        "write_run_config": 39,  # 14 + 14 + 15 runs, 5 shared, + the pre-training run
         "write_spec": 30,  # 4 datasets, 16 variants, 9 figures, claims
         "build_dataset": 4,  # incaps, val, pretrain, web
         "build_variant": 16,  # 9 caption variants, pretrain, web-cls and its 5 fractions
-        "train_model": 37,
-        "evaluate_run": 36,  # the pre-training run is a dependency, not a study run
+        "train_model": 39,
+        "evaluate_run": 38,  # the pre-training run is a dependency, not a study run
         "collect_study": 3,
         "wordnet": 1,
         "count_shard": 6,  # web, pretrain, incaps captions x imagenet, imagenet100

@@ -100,6 +100,9 @@ def check(config: dict) -> None:
         for s in spec.get("studies", []):
             if s not in studies:
                 raise UserError(f"figure {fig} needs unknown study {s!r}")
+        for v in spec.get("descriptiveness", []):
+            if v not in config["variants"]:
+                raise UserError(f"figure {fig}: descriptiveness names unknown variant {v!r}")
     for claim in config.get("claims", []):
         if claim["study"] not in studies:
             raise UserError(f"claim {claim['id']} uses unknown study {claim['study']!r}")

@@ -1,0 +1,218 @@
+"""Claims and the descriptiveness figure (Figs. 3/19) on hand-made study tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from matplotlib.colors import rgb_to_hsv, to_rgb
+
+from tailstudy.analysis.claims import check_claims, evaluate_claims
+from tailstudy.figures import descriptiveness
+from tailstudy.io import UserError
+
+matplotlib.use("Agg")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _claims_table() -> pd.DataFrame:
+    """Three seeds: full text beats title only on top-1 on every seed, but its ρ(freq, acc) is
+    lower on seeds 0 and 1 only; SL's ρ(freq, #pred) is above template CLIP's on every seed."""
+    rows = []
+    for seed, (full_acc, title_acc) in enumerate([(0.2, 0.3), (0.1, 0.4), (0.5, 0.45)]):
+        rows += [
+            {"variant": "full", "model": "clip", "recipe": "clip", "seed": seed,
+             "top1": 0.5 + 0.01 * seed, "rho_acc": full_acc, "rho_pred": 0.1},
+            {"variant": "title", "model": "clip", "recipe": "clip", "seed": seed,
+             "top1": 0.4, "rho_acc": title_acc, "rho_pred": 0.2},
+            {"variant": "tmpl", "model": "clip", "recipe": "clip", "seed": seed,
+             "top1": 0.6, "rho_acc": 0.3, "rho_pred": 0.15 + 0.01 * seed},
+            {"variant": "full", "model": "sl", "recipe": "sl", "seed": seed,
+             "top1": 0.7, "rho_acc": 0.5, "rho_pred": 0.6},
+        ]  # fmt: skip
+    return pd.DataFrame(rows).assign(study="s")
+
+
+FULL, TITLE = {"model": "clip", "variant": "full"}, {"model": "clip", "variant": "title"}
+
+
+def _claim(cid, a, b, **tests):
+    return {"id": cid, "text": cid, "study": "s", "a": a, "b": b, **tests}
+
+
+def test_a_claim_with_several_statistics_holds_only_when_each_holds_on_every_seed():
+    both = [{"statistic": "top1", "expect": "greater"}, {"statistic": "rho_acc", "expect": "less"}]
+    claims = [
+        _claim("both", FULL, TITLE, tests=both),
+        _claim("top1", FULL, TITLE, tests=both[:1]),
+        _claim("F3b", {"model": "clip", "variant": "tmpl"}, {"model": "sl", "recipe": "sl"},
+               statistic="rho_pred", expect="less"),
+    ]  # fmt: skip
+    res = check_claims(claims, {"s": _claims_table()})
+    assert len(res) == 3 * 2 + 3 + 3  # one row per claim, statistic and seed
+    holds = res.groupby("claim")["claim_holds"].first()
+    assert holds.to_dict() == {"F3b": True, "both": False, "top1": True}
+    both_rows = res[res["claim"] == "both"].set_index(["statistic", "seed"])["holds"]
+    assert both_rows["top1"].all()
+    assert both_rows["rho_acc"].to_dict() == {0: True, 1: True, 2: False}
+    rho = res[(res["claim"] == "both") & (res["statistic"] == "rho_acc")]
+    assert (rho["expect"] == "a < b").all() and rho["a"].tolist() == [0.2, 0.1, 0.5]
+
+
+def test_a_claim_fails_if_one_statistic_fails_on_every_seed():
+    flipped = [{"statistic": "top1", "expect": "less"}, {"statistic": "rho_pred", "expect": "less"}]
+    res = check_claims([_claim("x", FULL, TITLE, tests=flipped)], {"s": _claims_table()})
+    by_stat = res.groupby("statistic")["holds"].all()
+    assert not by_stat["top1"] and by_stat["rho_pred"] and not res["claim_holds"].any()
+
+
+@pytest.mark.parametrize(
+    ("a", "tables", "message"),
+    [
+        ({"model": "clip"}, None, "arm a matches several runs per seed"),
+        (FULL, {}, "no table for study s"),
+    ],
+)
+def test_claims_refuse_ambiguous_arms_and_missing_tables(a, tables, message):
+    tables = {"s": _claims_table()} if tables is None else tables
+    with pytest.raises(UserError, match=message):
+        check_claims([_claim("x", a, TITLE, statistic="top1", expect="greater")], tables)
+
+
+def test_claims_tsv_from_study_tables(tmp_path):
+    table = tmp_path / "s.tsv"
+    _claims_table().to_csv(table, sep="\t", index=False)
+    tests = [
+        {"statistic": "top1", "expect": "greater"},
+        {"statistic": "rho_pred", "expect": "less"},
+    ]
+    out = tmp_path / "claims.tsv"
+    evaluate_claims([_claim("F3a", FULL, TITLE, tests=tests)], [table], out)
+    res = pd.read_csv(out, sep="\t")
+    assert list(res.columns) == ["claim", "text", "statistic", "expect", "seed", "a", "b", "holds",
+                                 "claim_holds"]  # fmt: skip
+    assert len(res) == 6 and res["claim_holds"].all()
+
+
+@pytest.mark.parametrize(
+    ("change", "valid"),
+    [
+        ({}, True),
+        ({"tests": [{"statistic": "top1", "expect": "greater"}]}, True),
+        ({"statistic": "top1", "expect": "greater"}, False),  # both forms at once
+        ({"tests": [{"statistic": "top1"}]}, False),  # a test without its direction
+        ({"tests": []}, False),
+    ],
+)
+def test_the_schema_takes_one_test_or_a_list_of_tests(change, valid):
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    f3a = next(c for c in config["claims"] if c["id"] == "F3a")
+    assert len(f3a["tests"]) == 2
+    f3a.update(change)
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    assert (not errors) == valid, errors
+
+
+# --- Figs. 3/19 ----------------------------------------------------------------------------
+
+ORDER = ["desc", "title", "tags", "full"]  # least to most descriptive
+# natural-language variants listed in an order that is neither descriptiveness nor label order
+NATURAL = {"full": 0.45, "tags": 0.12, "desc": 0.35, "title": 0.3}  # top-1
+LABELS = {
+    "desc": "Description Only",
+    "title": "Title Only",
+    "tags": "Tags Only",
+    "full": "Full Text",
+}
+
+
+def _figure_table() -> pd.DataFrame:
+    rows = []
+    for i, (v, top1) in enumerate(NATURAL.items()):
+        rows.append(
+            {"objective": "clip", "variant": v, "recipe": "clip", "variant_label": LABELS[v],
+             "recipe_label": "Rand init head", "caption_kind": "natural", "vocab_size": 0,
+             "top1": top1, "rho_acc": 0.1 + 0.05 * i, "rho_pred": 0.1}
+        )  # fmt: skip
+    for v, top1 in (("tmpl", 0.6), ("syn", 0.55)):
+        rows.append(
+            {"objective": "clip", "variant": v, "recipe": "clip", "variant_label": v,
+             "recipe_label": "Rand init head", "caption_kind": "template", "vocab_size": 0,
+             "top1": top1, "rho_acc": 0.3, "rho_pred": 0.1 + top1 / 10}
+        )  # fmt: skip
+    for k, top1 in ((0, 0.7), (5, 0.6)):
+        rows.append(
+            {"objective": "sl", "variant": "full", "recipe": f"sl-k{k}", "variant_label": "Full Text",
+             "recipe_label": f"K={k}", "caption_kind": "natural", "vocab_size": k,
+             "top1": top1, "rho_acc": 0.5 - k / 100, "rho_pred": 0.6 - k / 100}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _spec(**extra):
+    return {"name": "fig03", "plot": "descriptiveness", "paper_label": "Fig. 3", **extra}
+
+
+def test_natural_language_greens_darken_with_descriptiveness():
+    import matplotlib.pyplot as plt
+
+    fig, data = descriptiveness.plot(_figure_table(), _spec(descriptiveness=ORDER), None)
+    plt.close(fig)
+    natural = data[data["group"] == "CLIP natural"]
+    assert natural["variant"].tolist() == ORDER
+    value = [rgb_to_hsv(to_rgb(c))[2] for c in natural["color"]]  # brightness
+    assert all(np.diff(value) < 0), value  # Description Only lightest ... Full Text darkest
+    # the legend follows the same order
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert [lab for lab in labels if lab in LABELS.values()] == [LABELS[v] for v in ORDER]
+
+
+def test_descriptiveness_must_name_every_natural_language_variant_drawn():
+    with pytest.raises(UserError, match="figure fig03: natural-language variant.*tags.*missing"):
+        descriptiveness.plot(
+            _figure_table(), _spec(descriptiveness=["desc", "title", "full"]), None
+        )
+
+
+def _green_fit_slope(ax) -> float:
+    (line,) = [ln for ln in ax.get_lines() if ln.get_color() == "tab:green"]
+    x, y = line.get_data()
+    return (y[-1] - y[0]) / (x[-1] - x[0])
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.32])
+def test_top1_fit_uses_only_natural_language_points_above_the_threshold(threshold):
+    import matplotlib.pyplot as plt
+
+    spec = _spec(descriptiveness=ORDER, fit_min_top1=threshold)
+    fig, data = descriptiveness.plot(_figure_table(), spec, None)
+    plt.close(fig)
+    natural = data[data["group"] == "CLIP natural"]
+    kept = natural[natural["top1"] > threshold]
+    assert natural["in_top1_fit"].tolist() == (natural["top1"] > threshold).tolist()
+    assert (
+        len(kept) < len(natural) and data.loc[data["group"] != "CLIP natural", "in_top1_fit"].all()
+    )
+    slope_b = np.polyfit(kept["rho_acc"], kept["top1"], 1)[0]
+    assert _green_fit_slope(fig.axes[1]) == pytest.approx(slope_b)
+    slope_all = np.polyfit(natural["rho_acc"], natural["top1"], 1)[0]
+    assert slope_b != pytest.approx(slope_all)
+    # panel (a) fits every natural-language point
+    slope_a = np.polyfit(natural["rho_acc"], natural["rho_pred"], 1)[0]
+    assert _green_fit_slope(fig.axes[0]) == pytest.approx(slope_a, abs=1e-9)
+
+
+def test_top1_fit_threshold_defaults_to_the_papers_twenty_percent():
+    import matplotlib.pyplot as plt
+
+    fig, data = descriptiveness.plot(_figure_table(), _spec(), None)
+    plt.close(fig)
+    assert descriptiveness.FIT_MIN_TOP1 == 0.2
+    natural = data[data["group"] == "CLIP natural"]
+    assert natural.loc[~natural["in_top1_fit"], "variant"].tolist() == ["tags"]
