@@ -79,7 +79,7 @@ def evaluate(
     preds, top5 = [], 0
     for x, y in data.eval_batches(batch, clf.resize):
         if on_cuda:
-            x = x.pin_memory().to(device, non_blocking=True)
+            x = (x if x.is_pinned() else x.pin_memory()).to(device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
         f = F.normalize(clf.encode(x.to(device)), dim=-1)
         logits = 100.0 * f @ clf.weights
