@@ -73,6 +73,50 @@ def test_the_config_limit_reaches_train_and_evaluate_of_the_embedded_study():
     assert Pipeline(config).loader_args(run) == "--in-memory-max-mb 0 --workers 0"
 
 
+def _cli(*args):
+    res = subprocess.run(
+        [sys.executable, "-m", "tailstudy", *map(str, args)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def test_the_embedded_world_trains_and_evaluates_through_the_streaming_path(tmp_path):
+    """The embedded config with ``in_memory_max_mb: 0`` (and a smaller incaps): its dataset and
+    variant built as the workflow builds them, then one of its CLIP runs trained and evaluated
+    with the command-line options the workflow gives it."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["resources"] = {**(config.get("resources") or {}), "in_memory_max_mb": 0}
+    config["datasets"]["incaps"]["profile"]["n"] = 300
+    p = Pipeline(config)
+    run = "incaps-full_clip_clip_s0"
+    cfg = p.run(run)
+    loader = p.loader_args(run).split()
+    ds, var = tmp_path / "incaps", tmp_path / "incaps-full"
+    (tmp_path / "ds.json").write_text(p.spec_json("datasets", "incaps"))
+    (tmp_path / "var.json").write_text(p.spec_json("variants", "incaps-full"))
+    _cli("dataset", "--spec", tmp_path / "ds.json", "--out", ds)
+    _cli("variant", "--spec", tmp_path / "var.json", "--dataset", ds, "--out", var)
+    (tmp_path / "config.json").write_text(p.run_config_json(run))
+    out = tmp_path / "run"
+    res = _cli(
+        *("train", "--config", tmp_path / "config.json", "--dataset", ds),
+        *("--index", var / "index.parquet", "--classes", var / "classes.tsv", "--out", out),
+        *("--ckpt-dir", out / "ckpt", "--threads", "1", "--device", "cpu", *loader),
+    )
+    rows = len(read_index(var / "index.parquet"))
+    assert f"streaming {rows} rows from the shards with 0 loader worker(s)" in res.stderr
+    assert len(_losses(out)) == cfg.recipe.epochs
+    ev = tmp_path / "eval"
+    _cli(
+        *("evaluate", "--config", tmp_path / "config.json", "--model", out / "model.pt"),
+        *("--dataset", ds, "--train-counts", var / "counts.tsv", "--out", ev),
+        *("--device", "cpu", "--threads", "1", *loader),
+    )
+    summary = json.loads((ev / "summary.json").read_text())
+    assert 0.0 <= summary["top1"] <= 1.0
+
+
 def test_open_split_chooses_the_path_by_decoded_size(tiny):
     _, ds, index = tiny
     # 78 rows of 32² RGB: 0.23 MiB decoded
