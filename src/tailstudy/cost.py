@@ -20,6 +20,9 @@ the config alone, before any dataset is built:
   3 bytes up to ``in_memory_max_mb``, side: the embedded world's image size, else the dataset's
   ``image_size``; larger splits stream and hold no images). There is no shuffle buffer: the
   streaming source is map-style (``tailstudy.data.stream``).
+
+The same in-memory limit and worker count reach the jobs' command lines (``loader_args``), so
+what a job holds is what its memory request counts.
 """
 
 from __future__ import annotations
