@@ -101,6 +101,10 @@ def trainer(a, root: Path, work: Path) -> dict:
             str(work / "ckpt"),
             "--device",
             a.device,
+            "--in-memory-max-mb",  # the streaming path, as at paper scale
+            "0",
+            "--workers",
+            str(a.workers),
         ]
     )
     if rc != 0:

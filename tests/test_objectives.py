@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import yaml
 
 from runs import run_config
-from tailstudy.data.loader import InMemorySet
+from tailstudy.data.loader import InMemorySet, Rows
 from tailstudy.io import Stopped
 from tailstudy.train import objectives, stop
 from tailstudy.train.objectives.base import Objective, one_crop
@@ -47,7 +47,7 @@ def test_clip_loss_is_symmetric_infonce_at_the_logit_scale():
         assert images.shape == (5, 3, 32, 32) and tokens.shape[0] == 5
         return img, txt, scale
 
-    batch = obj.batch(data, torch.arange(5), torch.Generator().manual_seed(2))
+    batch = obj.batch(data, Rows(torch.arange(5)), torch.Generator().manual_seed(2))
     assert torch.equal(batch["tokens"], obj.tokenizer(data.captions))
     loss = obj.loss(net, batch, torch.Generator())
     want = 0.0
@@ -148,9 +148,9 @@ class Toy(Objective):
         super().setup(model, data, device)
         self.ema = model[2].weight.detach().clone()
 
-    def batch(self, data, idx, generator):
-        x = one_crop(data, idx, self.recipe, generator, self.device)
-        return {"images": x, "labels": data.labels[idx]}
+    def batch(self, data, rows, generator):
+        x = one_crop(data, rows, self.recipe, generator, self.device)
+        return {"images": x, "labels": data.labels[rows.idx]}
 
     def loss(self, net, batch, generator):
         return F.cross_entropy(net(batch["images"]), batch["labels"])

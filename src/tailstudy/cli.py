@@ -91,7 +91,7 @@ def cmd_train(a: argparse.Namespace) -> None:
             )
         return
     _threads(a.threads)
-    from tailstudy.data.loader import load_split
+    from tailstudy.data.loader import open_split
     from tailstudy.train import stop
     from tailstudy.train.loop import fit
 
@@ -108,10 +108,14 @@ def cmd_train(a: argparse.Namespace) -> None:
             logging.getLogger().setLevel(logging.WARNING)
             logging.getLogger("tailstudy").setLevel(logging.WARNING)
     try:
-        data = load_split(
+        data = open_split(
             a.dataset,
             a.index,
-            classes_path=a.classes,
+            a.classes,
+            objective=cfg.objective,
+            aug_scale=cfg.recipe.aug_scale,
+            in_memory_max_mb=a.in_memory_max_mb,
+            workers=a.workers,
             progress=ranks is None or ranks.main,
         )
         fit(cfg, data, a.out, a.ckpt_dir, a.text_checkpoint, device, a.keep_ckpt, ranks)
@@ -127,7 +131,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from tailstudy import jobinfo
     from tailstudy.config import RunConfig
     from tailstudy.data.format import read_classes
-    from tailstudy.data.loader import load_split
+    from tailstudy.data.loader import open_eval_split
     from tailstudy.data.variants import read_counts
     from tailstudy.evaluate.classify import evaluate
     from tailstudy.evaluate.report import write_eval
@@ -135,7 +139,12 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
     cfg = RunConfig.load(a.config)
     log.info("run %s: evaluating, %s", cfg.run_id, jobinfo.describe())
-    data = load_split(a.dataset, progress=False)
+    data = open_eval_split(
+        a.dataset,
+        objective=cfg.objective,
+        in_memory_max_mb=a.in_memory_max_mb,
+        workers=a.workers,
+    )
     counts = read_counts(a.train_counts)
     train_classes = read_classes(a.train_classes or Path(a.train_counts).parent)
     if counts["name"].tolist() != train_classes["name"].tolist():
@@ -200,6 +209,26 @@ def cmd_plan(a: argparse.Namespace) -> None:
     print(cost.format_plan(config))
 
 
+def _loader_options(s: argparse.ArgumentParser) -> None:
+    """How a split is read (the workflow passes them from the config's ``resources``)."""
+    from tailstudy.cost import DEFAULTS
+
+    limit = DEFAULTS["in_memory_max_mb"]
+    s.add_argument(
+        "--in-memory-max-mb",
+        type=float,
+        default=limit,
+        help=f"splits whose decoded images take more MiB than this stream from their shards "
+        f"(default {limit})",
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="loader worker processes per training process when streaming (default 2)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The one parser tree: every command, and the ``freq`` and ``acquire`` groups."""
     from tailstudy.acquire.cli import add_commands as add_acquire
@@ -241,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, help="torch CPU threads (shared among a distributed run's processes)"
     )
     s.add_argument("--keep-ckpt", action="store_true", help="keep checkpoints after success")
+    _loader_options(s)
     s.add_argument(
         "--worker",
         action="store_true",
@@ -257,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path, help="evaluation folder")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int)
+    _loader_options(s)
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("collect", help="gather a study's evaluations into one table")

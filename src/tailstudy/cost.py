@@ -20,6 +20,9 @@ the config alone, before any dataset is built:
   3 bytes up to ``in_memory_max_mb``, side: the embedded world's image size, else the dataset's
   ``image_size``; larger splits stream and hold no images). There is no shuffle buffer: the
   streaming source is map-style (``tailstudy.data.stream``).
+
+The same in-memory limit and worker count reach the jobs' command lines (``loader_args``), so
+what a job holds is what its memory request counts.
 """
 
 from __future__ import annotations
@@ -153,8 +156,7 @@ def train_mem_mb(config: dict, cfg: RunConfig) -> int:
     """Host memory of a training job (all its processes)."""
     res = settings(config)
     rows = variant_rows(config, cfg.variant)
-    gpu = cfg.recipe.gpus > 0
-    workers = res["workers"] if gpu else 0
+    workers = loader_workers(config, cfg)
     s = res["image_size"]
     batch_mb = cfg.recipe.local_batch_size * 3 * s * s * 4 / 2**20
     queued = workers * res["prefetch"] * batch_mb * 2 if workers else batch_mb * 2
@@ -167,7 +169,7 @@ def train_mem_mb(config: dict, cfg: RunConfig) -> int:
 def eval_mem_mb(config: dict, cfg: RunConfig) -> int:
     res = settings(config)
     rows = dataset_rows(config, cfg.eval_dataset)
-    workers = res["workers"] if cfg.recipe.gpus else 0
+    workers = loader_workers(config, cfg)
     s = res["image_size"]
     batch_mb = 256 * 3 * s * s * 4 / 2**20
     model = res["params_m"].get(cfg.arch, 0.0) * 1e6 * 4 / 2**20
@@ -178,6 +180,19 @@ def eval_mem_mb(config: dict, cfg: RunConfig) -> int:
         + model
         + in_memory
     )
+
+
+def loader_workers(config: dict, cfg: RunConfig) -> int:
+    """Loader workers per process of a run's jobs: ``resources.workers`` on GPU jobs, none on
+    CPU jobs (their threads do the decoding)."""
+    return int(settings(config)["workers"]) if cfg.recipe.gpus else 0
+
+
+def loader_args(config: dict, cfg: RunConfig) -> str:
+    """``tailstudy train`` / ``evaluate`` options that say how a run's splits are read: the
+    in-memory limit and the loader workers the job's memory (``train_mem_mb``) counts."""
+    limit = settings(config)["in_memory_max_mb"]
+    return f"--in-memory-max-mb {limit:g} --workers {loader_workers(config, cfg)}"
 
 
 def check(config: dict, runs: dict[str, RunConfig]) -> None:

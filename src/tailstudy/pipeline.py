@@ -167,6 +167,10 @@ class Pipeline:
         text = self.train_inputs(run).get("text")
         return f"--text-checkpoint {text}" if text else ""
 
+    def loader_args(self, run: str) -> str:
+        """How ``train`` and ``evaluate`` read the run's splits (tailstudy.cost.loader_args)."""
+        return cost.loader_args(self.config, self.run(run))
+
     def eval_inputs(self, run: str) -> dict[str, str]:
         cfg = self.run(run)
         return {

@@ -21,8 +21,10 @@ rule evaluate_run:
         cpus_per_gpu=lambda wc, threads: threads,
         mem_mb=lambda wc: P.eval_mem_mb(wc.run),
         runtime=lambda wc, attempt: P.eval_runtime(wc.run, attempt),
+    params:
+        loader=by(P.loader_args, "run"),
     shell:
         "python -m tailstudy evaluate --config {input.config} --model {input.model}"
         " --dataset $(dirname {input.dataset}) --train-counts {input.counts}"
-        " --train-classes {input.classes}"
+        " --train-classes {input.classes} {params.loader}"
         " --out $(dirname {output.summary}) --threads {threads} > {log} 2>&1"

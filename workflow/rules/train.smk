@@ -40,10 +40,11 @@ rule train_model:
         runtime=lambda wc, attempt: P.train_runtime(wc.run, attempt),
     params:
         text=by(P.text_checkpoint_arg, "run"),
+        loader=by(P.loader_args, "run"),
         out=L.RUN,
         ckpt=L.RUN_CKPT,
     shell:
         "python -m tailstudy train --config {input.config} --index {input.index}"
         " --classes {input.classes} --dataset $(dirname {input.dataset}) {params.text}"
-        " --out {params.out} --ckpt-dir {params.ckpt}"
+        " --out {params.out} --ckpt-dir {params.ckpt} {params.loader}"
         " --threads {threads} > {log} 2>&1"

@@ -1,11 +1,16 @@
-"""Loading a training or evaluation set (a variant index over a dataset's shards) into memory."""
+"""Opening a training or evaluation set (a variant index over a dataset's shards): decoded into
+memory when small (``load_split``), else streamed from the shards (``tailstudy.data.stream``).
+
+``open_split`` / ``open_eval_split`` make that choice, in one place, from the split's decoded
+size against ``in_memory_max_mb``; the trainer and the evaluation read either the same way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -17,20 +22,43 @@ from tailstudy.data.format import (
     load_images,
     read_classes,
     read_index,
+    read_manifest,
 )
 from tailstudy.io import UserError
 
-__all__ = ["InMemorySet", "TrainingSet", "label_counts", "load_split"]
+if TYPE_CHECKING:
+    from tailstudy.data import stream
+
+__all__ = [
+    "InMemorySet",
+    "Rows",
+    "TrainingSet",
+    "label_counts",
+    "load_split",
+    "open_eval_split",
+    "open_split",
+]
+
+
+@dataclass
+class Rows:
+    """One batch of a training epoch: its rows (``idx``, positions in the split) and, on the
+    streaming path, their images already decoded and augmented by the loader workers (float
+    NCHW, normalised) and their captions. ``images`` is None on the in-memory path: the
+    objective crops the rows' images itself (``objectives.base.one_crop``)."""
+
+    idx: torch.Tensor
+    images: torch.Tensor | None = None
+    captions: list[str] | None = None
 
 
 class TrainingSet(Protocol):
-    """What the trainer reads of a training set: map-style access to images by row index.
+    """What the trainer reads of a training set: ``InMemorySet`` (images decoded in memory,
+    fetched by row, ``images_at``) or ``stream.StreamedSplit`` (``streams`` True: the batches of
+    an epoch come from its loader, images augmented). Labels, captions and the label space come
+    from the variant index and stay in memory either way."""
 
-    Labels, captions and the label space come from the variant index and stay in memory; only
-    the images are fetched per batch (``images_at``), so a sharded reader with random access
-    (e.g. webdataset's ``wids``) can stand beside ``InMemorySet``.
-    """
-
+    streams: bool
     labels: torch.Tensor  # int64 [N]
     captions: Sequence[str]
     classes: pd.DataFrame  # label, wnid, name
@@ -39,10 +67,6 @@ class TrainingSet(Protocol):
 
     @property
     def image_size(self) -> int: ...
-
-    def images_at(self, idx: torch.Tensor) -> torch.Tensor:
-        """uint8 NHWC images of rows ``idx`` (a 1-D int64 tensor), in that order."""
-        ...
 
     def label_counts(self) -> np.ndarray: ...
 
@@ -55,6 +79,7 @@ class InMemorySet:
     labels: torch.Tensor
     captions: list[str]
     classes: pd.DataFrame  # label, wnid, name
+    streams: ClassVar[bool] = False
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -68,7 +93,19 @@ class InMemorySet:
         return self.images.shape[1]
 
     def images_at(self, idx: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC images of rows ``idx`` (a 1-D int64 tensor), in that order."""
         return self.images[idx]
+
+    def eval_batches(
+        self, batch: int, resize: float
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(normalised images, labels) of every row in order: the shorter side resized to
+        ``image_size × resize``, centre-cropped to ``image_size`` (bicubic)."""
+        from tailstudy.data.augment import normalize, resize_center_crop, to_float
+
+        for i in range(0, len(self), batch):
+            x = resize_center_crop(to_float(self.images[i : i + batch]), self.image_size, resize)
+            yield normalize(x), self.labels[i : i + batch]
 
     def label_counts(self) -> np.ndarray:
         return label_counts(self.labels.numpy(), self.num_classes)
@@ -147,3 +184,83 @@ def _load_from_datasets(roots: list[Path], index: pd.DataFrame, progress: bool) 
             )
         out[pos] = imgs
     return out if out is not None else np.empty((0, 0, 0, 3), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- which path
+
+
+def split_image_side(dataset_root: str | Path | Sequence[str | Path]) -> int:
+    """Side of the square images of a split: its (first) dataset's ``image_size`` (the in-memory
+    loader's square; the training crop and evaluation size of the streaming path)."""
+    size = read_manifest(_roots(dataset_root)[0]).get("image_size") or [224, 224]
+    return int(size[0])
+
+
+def _split_rows(dataset_root, index_path) -> int:
+    return len(read_index(index_path or _roots(dataset_root)[0], columns=["key"]))
+
+
+def streams(
+    dataset_root: str | Path | Sequence[str | Path],
+    index_path: str | Path | None,
+    in_memory_max_mb: float,
+) -> bool:
+    """Whether a split streams from its shards: its decoded images exceed ``in_memory_max_mb``."""
+    from tailstudy.data.stream import fits_in_memory
+
+    side = split_image_side(dataset_root)
+    return not fits_in_memory(_split_rows(dataset_root, index_path), side, in_memory_max_mb)
+
+
+def open_split(
+    dataset_root: str | Path | Sequence[str | Path],
+    index_path: str | Path | None = None,
+    classes_path: str | Path | None = None,
+    *,
+    objective: str,
+    aug_scale: Sequence[float] = (0.9, 1.0),
+    in_memory_max_mb: float | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> TrainingSet:
+    """A training split: in memory (``load_split``) when its decoded images take at most
+    ``in_memory_max_mb`` MiB (default ``stream.DEFAULT_IN_MEMORY_MAX_MB``), else streamed from
+    its shards with ``workers`` loader processes and the recipe's train transform of
+    ``objective`` (RandomResizedCrop ``aug_scale`` of the source image to the dataset's
+    ``image_size``)."""
+    from tailstudy.data import stream
+
+    limit = stream.DEFAULT_IN_MEMORY_MAX_MB if in_memory_max_mb is None else in_memory_max_mb
+    if not streams(dataset_root, index_path, limit):
+        return load_split(dataset_root, index_path, progress, classes_path)
+    side = split_image_side(dataset_root)
+    source = stream.ShardSource(
+        dataset_root,
+        index_path,
+        classes_path,
+        transform=stream.train_transform(objective, side, tuple(aug_scale)),
+        progress=progress,
+    )
+    return stream.StreamedSplit(source, side, workers)
+
+
+def open_eval_split(
+    dataset_root: str | Path,
+    *,
+    objective: str,
+    in_memory_max_mb: float | None = None,
+    workers: int = 2,
+    progress: bool = False,
+) -> InMemorySet | stream.StreamedSplit:
+    """An evaluation set (a dataset's own rows), as ``open_split`` chooses; streamed, the
+    objective's evaluation transform (resize + centre crop) runs in the loader workers."""
+    from tailstudy.data import stream
+
+    limit = stream.DEFAULT_IN_MEMORY_MAX_MB if in_memory_max_mb is None else in_memory_max_mb
+    if not streams(dataset_root, None, limit):
+        return load_split(dataset_root, progress=progress)
+    side = split_image_side(dataset_root)
+    source = stream.ShardSource(
+        dataset_root, transform=stream.eval_transform(objective, side), progress=progress
+    )
+    return stream.StreamedSplit(source, side, workers)

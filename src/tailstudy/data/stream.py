@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from tailstudy.cost import DEFAULTS
 from tailstudy.data.augment import OPENAI_MEAN, OPENAI_STD
 from tailstudy.data.format import (
     IMAGE_EXTENSIONS,
@@ -40,12 +41,14 @@ from tailstudy.data.format import (
     read_classes,
     read_index,
 )
+from tailstudy.data.loader import Rows
 from tailstudy.io import UserError
 
 __all__ = [
     "DEFAULT_IN_MEMORY_MAX_MB",
     "EpochBatches",
     "ShardSource",
+    "StreamedSplit",
     "eval_transform",
     "fits_in_memory",
     "in_memory_mb",
@@ -57,7 +60,7 @@ __all__ = [
 #: Splits whose decoded images would take more than this stream from their shards instead of
 #: being decoded into memory (the in-memory path holds rows × side² × 3 bytes in every process:
 #: 32-px embedded images are 3 KB a row, 224-px ones 150 KB).
-DEFAULT_IN_MEMORY_MAX_MB = 2048
+DEFAULT_IN_MEMORY_MAX_MB = DEFAULTS["in_memory_max_mb"]
 
 
 def in_memory_mb(rows: int, image_side: int) -> float:
@@ -468,3 +471,85 @@ def iterate(loader: DataLoader) -> Iterator[dict]:
         last = lines[-1] if lines else str(e)
         prefix = "tailstudy.io.UserError: "
         raise UserError(last[len(prefix) :] if last.startswith(prefix) else last) from None
+
+
+# --------------------------------------------------------------------------- a split as the trainer reads it
+
+
+class _Captions(Sequence):
+    """A split's captions, read from the source's packed buffer (len, index, slice)."""
+
+    def __init__(self, source: ShardSource):
+        self._source = source
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._source.caption(j) for j in range(*i.indices(len(self)))]
+        return self._source.caption(i)
+
+
+class StreamedSplit:
+    """A training or evaluation split read from its shards (``ShardSource``) through a
+    DataLoader: what ``fit`` and the evaluation read where the in-memory path would not fit.
+
+    Labels, captions and the label space are the variant index's; images come per batch from
+    ``epoch`` (training: ``EpochBatches``, the recipe's transform applied to the source image in
+    the workers) or ``eval_batches`` (every row in order, resize + centre crop).
+    """
+
+    streams = True
+
+    def __init__(self, source: ShardSource, image_size: int, num_workers: int):
+        self.source, self.num_workers = source, num_workers
+        self._image_size = image_size
+        self.labels = torch.from_numpy(source.labels)
+        self.captions = _Captions(source)
+        self.classes = source.classes
+        self._loader: DataLoader | None = None
+        self._batches: EpochBatches | None = None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def num_classes(self) -> int:
+        return self.source.num_classes
+
+    @property
+    def image_size(self) -> int:
+        return self._image_size
+
+    def label_counts(self) -> np.ndarray:
+        return self.source.label_counts()
+
+    def epoch(
+        self,
+        epoch: int,
+        start_step: int,
+        *,
+        batch_size: int,
+        seed: int,
+        drop_last: bool,
+        rank: int = 0,
+        world: int = 1,
+        pin_memory: bool = False,
+    ) -> Iterator[Rows]:
+        """This rank's batches of ``epoch`` from ``start_step`` on; the workers persist."""
+        if self._loader is None:
+            self._batches = EpochBatches(len(self), batch_size, seed, drop_last, rank, world)
+            self._loader = make_loader(self.source, self._batches, self.num_workers, pin_memory)
+        self._batches.set_epoch(epoch, start_step)
+        for item in iterate(self._loader):
+            yield Rows(item["row"], item["image"], list(item["caption"]))
+
+    def eval_batches(self, batch: int, resize: float | None = None) -> Iterator[tuple]:
+        """(normalised images, labels) of every row, in order. The resize is the source's
+        evaluation transform's (``eval_transform`` of the run's objective: the same ratio as
+        its ``Classifier.resize``)."""
+        batches = InOrderBatches(len(self), batch)
+        loader = make_loader(self.source, batches, self.num_workers)
+        for item in iterate(loader):
+            yield item["image"], item["label"]

@@ -7,11 +7,16 @@ The evaluation set may have fewer classes than the run was trained on (IN-100 va
 run, METHODS §5.1): its classes are found in the training label space by wnid; CLIP's classifier
 is built from the evaluation classes' names, SL keeps the head rows of those classes, and the
 training-set counts are taken for those classes.
+
+The evaluation set is read as ``data.loader.open_eval_split`` opened it: decoded in memory, or
+streamed from its shards (resize + centre crop in the loader workers); the batches are the same
+either way.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,11 +24,13 @@ import torch.nn.functional as F
 
 from tailstudy.concepts import names_for
 from tailstudy.config import RunConfig
-from tailstudy.data.augment import normalize, resize_center_crop, to_float
 from tailstudy.data.loader import InMemorySet
 from tailstudy.evaluate.metrics import confusion_matrix, per_class, summarize, train_positions
 from tailstudy.io import UserError
 from tailstudy.train import objectives
+
+if TYPE_CHECKING:
+    from tailstudy.data.stream import StreamedSplit
 
 log = logging.getLogger("tailstudy.evaluate")
 
@@ -46,7 +53,7 @@ def load_run_model(model_path: str, cfg: RunConfig, train_names: list[str]) -> t
 def evaluate(
     cfg: RunConfig,
     model_path: str,
-    data: InMemorySet,
+    data: InMemorySet | StreamedSplit,
     train_classes,
     train_counts: np.ndarray,
     device,
@@ -66,15 +73,18 @@ def evaluate(
     objective = objectives.get(cfg.objective)(cfg)
     names = names_for(data.classes["wnid"], data.classes["name"], "zero-shot")
     clf = objective.classifier(model, names, pos, device)
-    size = data.images.shape[1]
+    on_cuda = torch.device(device).type == "cuda"
+    if on_cuda:
+        model.to(memory_format=torch.channels_last)
     preds, top5 = [], 0
-    for i in range(0, len(data), batch):
-        x = resize_center_crop(to_float(data.images[i : i + batch]), size, clf.resize)
-        f = F.normalize(clf.encode(normalize(x).to(device)), dim=-1)
+    for x, y in data.eval_batches(batch, clf.resize):
+        if on_cuda:
+            x = (x if x.is_pinned() else x.pin_memory()).to(device, non_blocking=True)
+            x = x.contiguous(memory_format=torch.channels_last)
+        f = F.normalize(clf.encode(x.to(device)), dim=-1)
         logits = 100.0 * f @ clf.weights
         k = min(5, c)
         topk = logits.topk(k, dim=-1).indices.cpu()
-        y = data.labels[i : i + batch]
         top5 += int((topk == y[:, None]).any(1).sum())
         preds.append(topk[:, 0])
     preds = torch.cat(preds).numpy()

@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from torch import nn
 from tailstudy import jobinfo
 from tailstudy.concepts import names_for
 from tailstudy.config import RunConfig
-from tailstudy.data.loader import TrainingSet
+from tailstudy.data.loader import Rows, TrainingSet
 from tailstudy.io import Stopped, UserError, atomic_path
 from tailstudy.models import factory
 from tailstudy.train import checkpoint, distributed, objectives, stop
@@ -87,19 +88,23 @@ def fit(
     total = r.epochs * steps_per_epoch
     class_names = data.classes["name"].tolist()
 
-    # ---- model and precision: distributed CUDA runs as the paper's (AMP fp16 or fp32 + TF32)
+    # ---- model and precision: CUDA runs (one GPU or several) as the paper's (AMP fp16 or
+    # fp32 + TF32, channels_last); CPU runs fp32 as they are
     # frozen-head prompts name the classes with the descriptor names (METHODS §0.2)
     model = objective.build(
         names_for(data.classes["wnid"], class_names, "head-prompt"), text_checkpoint
     )
-    on_gpus = ranks is not None and dev.type == "cuda"
-    sync_bn = on_gpus and objective.sync_bn and r.distributed.backend == "nccl"
+    on_cuda = dev.type == "cuda"
+    sync_bn = on_cuda and ranks is not None and objective.sync_bn
+    sync_bn = sync_bn and r.distributed.backend == "nccl"
     if sync_bn:  # SyncBN has no CPU kernels: with gloo each process normalises its own batch
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(dev)
+    if on_cuda:
+        model.to(memory_format=torch.channels_last)
     objective.setup(model, data, dev)
-    amp = on_gpus and objective.amp_fp16
-    if on_gpus and not amp:
+    amp = on_cuda and objective.amp_fp16
+    if on_cuda and not amp:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     scaler = torch.amp.GradScaler("cuda") if amp else None
     gen = torch.Generator().manual_seed(cfg.seed + rank)
@@ -124,22 +129,32 @@ def fit(
             *(ranks.world, r.distributed.backend, r.local_batch_size),
             *("on" if sync_bn else "off", "AMP fp16" if amp else "fp32"),
         )
+    elif on_cuda:
+        log.info("one GPU, %s, channels_last", "AMP fp16" if amp else "fp32 + TF32")
+    if data.streams:
+        log.info(
+            "streaming %d rows from the shards with %d loader worker(s)",
+            len(data),
+            data.num_workers,
+        )
     model.train()
-    order_epoch, order, lbsz = -1, None, r.local_batch_size
+    batches_epoch, batches = -1, iter(())
     while st.step < total:
         epoch, b = divmod(st.step, steps_per_epoch)
-        if epoch != order_epoch:
-            order = epoch_order(cfg, len(data), epoch, objective.drop_last, ranks)
-            order_epoch = epoch
-        idx = order[b * lbsz : (b + 1) * lbsz]
+        if epoch != batches_epoch:
+            batches = epoch_batches(
+                cfg, data, steps_per_epoch, epoch, b, objective.drop_last, ranks
+            )
+            batches_epoch = epoch
+        rows = next(batches)
         lr = lr_at(cfg, st.step, total, steps_per_epoch)
         for g in st.opt.param_groups:
             g["lr"] = lr
-        batch = objective.batch(data, idx, st.generator)
+        batch = objective.batch(data, rows, st.generator)
         with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
             loss = objective.loss(net, batch, st.generator)
         optimise(st, loss)
-        st.seen += len(idx)
+        st.seen += len(rows.idx)
         epoch_end = st.step % steps_per_epoch == 0
         saved = epoch_end or bool(r.ckpt_every_steps and st.step % r.ckpt_every_steps == 0)
         if epoch_end:
@@ -325,6 +340,36 @@ def epoch_order(
             n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         )
     return distributed.epoch_indices(n, ranks, cfg.seed, epoch, drop_last)
+
+
+def epoch_batches(
+    cfg: RunConfig,
+    data: TrainingSet,
+    steps_per_epoch: int,
+    epoch: int,
+    start: int,
+    drop_last: bool,
+    ranks: Ranks | None,
+) -> Iterator[Rows]:
+    """This process's batches of ``epoch`` from step ``start`` on, whichever path ``data``
+    takes: in memory, slices of ``epoch_order``; streamed, the loader's batches (the order of
+    ``epoch_indices`` for one rank or several, crops seeded per row; ``stream.EpochBatches``)."""
+    lbsz = cfg.recipe.local_batch_size
+    if data.streams:
+        yield from data.epoch(
+            epoch,
+            start,
+            batch_size=lbsz,
+            seed=cfg.seed,
+            drop_last=drop_last,
+            rank=ranks.rank if ranks else 0,
+            world=ranks.world if ranks else 1,
+            pin_memory=torch.cuda.is_available(),
+        )
+        return
+    order = epoch_order(cfg, len(data), epoch, drop_last, ranks)
+    for b in range(start, steps_per_epoch):
+        yield Rows(order[b * lbsz : (b + 1) * lbsz])
 
 
 def epoch_steps(rows: int, batch: int, drop_last: bool) -> int:

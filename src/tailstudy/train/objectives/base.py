@@ -7,7 +7,7 @@ this order, and never looks at its name:
 ========================  =================================================================
 ``build``                 the model, with its pre-trained text tower / frozen prototypes
 ``setup``                 per-run state on the final (moved, DDP-ready) model: tokens, loss
-``batch``                 one batch from rows ``idx``: augmentation, labels or tokens
+``batch``                 one batch from ``Rows``: augmentation, labels or tokens
 ``loss``                  the loss of a batch through ``net`` (the model, or its DDP wrapper)
 ``after_backward``        gradients ready, before the optimiser step (hook; default none)
 ``after_step``            after the optimiser step (logit-scale clamp; an EMA teacher)
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from tailstudy.data.loader import TrainingSet
+    from tailstudy.data.loader import Rows, TrainingSet
     from tailstudy.train.distributed import Ranks
 
 Batch = dict[str, Any]
@@ -109,7 +109,9 @@ class Objective:
         """Called once ``model`` is final (SyncBN, device); keeps it for the other methods."""
         self.model, self.device = model, device
 
-    def batch(self, data: TrainingSet, idx: torch.Tensor, generator: torch.Generator) -> Batch:
+    def batch(self, data: TrainingSet, rows: Rows, generator: torch.Generator) -> Batch:
+        """The batch of ``rows`` (``rows.idx`` into ``data``; on the streaming path with their
+        augmented images and captions)."""
         raise NotImplementedError
 
     def loss(self, net: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
@@ -173,14 +175,32 @@ def text_state(cfg: RunConfig, text_checkpoint: str | None) -> dict:
 
 
 def one_crop(
-    data: TrainingSet, idx, recipe: Recipe, generator, device: torch.device
+    data: TrainingSet, rows: Rows | torch.Tensor, recipe: Recipe, generator, device: torch.device
 ) -> torch.Tensor:
-    """One RandomResizedCrop per image (``recipe.aug_scale``), normalised, on ``device``."""
+    """One RandomResizedCrop per image (``recipe.aug_scale``), normalised, on ``device``.
+
+    In-memory rows (or a plain index tensor) are cropped here from ``generator``; streamed rows
+    arrive cropped by the loader workers (the recipe's transform of the source image). On CUDA
+    the batch goes over from pinned memory and in channels_last (the model is converted too).
+    """
+    import torch
+
     from tailstudy.data.augment import normalize, random_resized_crop, to_float
 
-    x = to_float(data.images_at(idx))
-    x = random_resized_crop(x, data.image_size, recipe.aug_scale, generator=generator)
-    return normalize(x).to(device, non_blocking=True)
+    images = getattr(rows, "images", None)
+    if images is None:
+        idx = getattr(rows, "idx", rows)
+        x = to_float(data.images_at(idx))
+        x = normalize(
+            random_resized_crop(x, data.image_size, recipe.aug_scale, generator=generator)
+        )
+    else:
+        x = images
+    if device.type != "cuda":
+        return x.to(device)
+    if not x.is_pinned():
+        x = x.pin_memory()
+    return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
 def clamp_logit_scale(model: nn.Module, recipe: Recipe) -> None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from tailstudy.data.loader import TrainingSet
+    from tailstudy.data.loader import Rows, TrainingSet
     from tailstudy.train.distributed import Ranks
 
 TEXT_TOWERS = ("scratch", "frozen", "init")
@@ -107,14 +107,20 @@ class CLIP(Objective):
         import torch
 
         super().setup(model, data, device)
-        captions = data.captions
-        chunks = [self.tokenizer(captions[i : i + 4096]) for i in range(0, len(captions), 4096)]
-        self.tokens = torch.cat(chunks)
+        self.tokens = None  # streamed: each batch's captions are tokenised as they arrive
+        if not data.streams:  # in memory: every caption once, up front
+            captions = data.captions
+            chunks = [self.tokenizer(captions[i : i + 4096]) for i in range(0, len(captions), 4096)]
+            self.tokens = torch.cat(chunks)
         self.clip_loss = clip_loss(self.ranks)
 
-    def batch(self, data: TrainingSet, idx: torch.Tensor, generator: torch.Generator) -> Batch:
-        x = one_crop(data, idx, self.recipe, generator, self.device)
-        return {"images": x, "tokens": self.tokens[idx].to(self.device)}
+    def batch(self, data: TrainingSet, rows: Rows, generator: torch.Generator) -> Batch:
+        x = one_crop(data, rows, self.recipe, generator, self.device)
+        if rows.captions is not None:
+            tokens = self.tokenizer(rows.captions)
+        else:
+            tokens = self.tokens[rows.idx]
+        return {"images": x, "tokens": tokens.to(self.device, non_blocking=True)}
 
     def loss(self, net: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         image_features, text_features, scale = net(batch["images"], batch["tokens"])

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from tailstudy.data.loader import TrainingSet
+    from tailstudy.data.loader import Rows, TrainingSet
 
 HEADS = ("random", "frozen")
 EVAL_RESIZE = 256 / 224  # Resize 256 → CenterCrop 224 (CLIP resizes to the crop size)
@@ -76,9 +76,9 @@ class SL(Objective):
         # each process draws over its own local batch
         self.group = self.recipe.vocab_group or self.recipe.local_batch_size
 
-    def batch(self, data: TrainingSet, idx: torch.Tensor, generator: torch.Generator) -> Batch:
-        x = one_crop(data, idx, self.recipe, generator, self.device)
-        return {"images": x, "labels": data.labels[idx].to(self.device)}
+    def batch(self, data: TrainingSet, rows: Rows, generator: torch.Generator) -> Batch:
+        x = one_crop(data, rows, self.recipe, generator, self.device)
+        return {"images": x, "labels": data.labels[rows.idx].to(self.device, non_blocking=True)}
 
     def loss(self, net: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         from tailstudy.train.vocab import subsampled_cross_entropy
