@@ -114,7 +114,10 @@ def cmd_train(a: argparse.Namespace) -> None:
             classes_path=a.classes,
             progress=ranks is None or ranks.main,
         )
-        fit(cfg, data, a.out, a.ckpt_dir, a.text_checkpoint, device, a.keep_ckpt, ranks)
+        fit(
+            cfg, data, a.out, a.ckpt_dir, a.text_checkpoint, device, a.keep_ckpt, ranks,
+            a.text_cache,
+        )
     finally:
         if ranks is not None:
             dist.destroy_process_group()
@@ -236,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path, help="writes model.pt, train_log.jsonl")
     s.add_argument("--ckpt-dir", required=True, type=Path, help="resumable checkpoints")
     s.add_argument("--text-checkpoint", help="model.pt holding the pre-trained text tower")
+    s.add_argument(
+        "--text-cache", help="folder keeping a frozen language model's caption states (reused)"
+    )
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     s.add_argument(
         "--threads", type=int, help="torch CPU threads (shared among a distributed run's processes)"

@@ -66,6 +66,12 @@ def check(config: dict) -> None:
     ev = config.get("evaluation", {}).get("dataset")
     if ev not in datasets:
         raise UserError(f"evaluation.dataset {ev!r} is not a declared dataset")
+    also = [("evaluation.also", a) for a in config.get("evaluation", {}).get("also", [])]
+    for v, spec in variants.items():
+        also += [(f"variant {v}: evaluation.also", a) for a in spec.get("evaluation", {}).get("also", [])]
+    for where, a in also:
+        if a["dataset"] not in datasets:
+            raise UserError(f"{where} names {a['dataset']!r}, which is not a declared dataset")
     for name in config.get("recipes", {}):
         r = resolve_recipe(config, name)
         recipe_from_dict(r, name)  # types and unknown keys
@@ -113,6 +119,18 @@ def variant_eval_dataset(config: dict, variant: str) -> str:
     return own or config["evaluation"]["dataset"]
 
 
+def eval_sets(config: dict, cfg: RunConfig) -> list[str]:
+    """The evaluation datasets of a run: its default one first (``cfg.eval_dataset``), then
+    the variant's ``evaluation.also`` (else the global one) that apply to its objective."""
+    own = config["variants"][cfg.variant].get("evaluation", {})
+    also = own["also"] if "also" in own else config["evaluation"].get("also", [])
+    out = [cfg.eval_dataset]
+    for a in also:
+        if cfg.objective in a.get("objectives", [cfg.objective]) and a["dataset"] not in out:
+            out.append(a["dataset"])
+    return out
+
+
 def _check_recipe_fits(config: dict, model: str, recipe: str, where: str) -> None:
     objective = config["models"][model]["objective"]
     r = resolve_recipe(config, recipe)
@@ -121,9 +139,23 @@ def _check_recipe_fits(config: dict, model: str, recipe: str, where: str) -> Non
         raise UserError(
             f"{where}: recipe {recipe} sets {', '.join(bad)}, which a {objective} model ignores"
         )
-    needs_text = objectives.get(objective).needs_text_encoder(recipe_from_dict(r, recipe))
+    rec = recipe_from_dict(r, recipe)
+    needs_text = objectives.get(objective).needs_text_encoder(rec)
     if needs_text and not r.get("text_encoder"):
         raise UserError(f"{where}: recipe {recipe} needs a text_encoder for its frozen text/head")
+    if needs_text:
+        kind = text_encoder_kind(config["text_encoders"][r["text_encoder"]])
+        wanted = objectives.get(objective).text_encoder_kind(rec)
+        if kind != wanted:
+            raise UserError(
+                f"{where}: recipe {recipe} ({objective}) needs a {wanted} text encoder, but "
+                f"text_encoder {r['text_encoder']} is a {kind}"
+            )
+
+
+def text_encoder_kind(spec: dict) -> str:
+    """``language model`` (hf_model) or ``CLIP text tower`` (a run, an open_clip model)."""
+    return "language model" if "hf_model" in spec else "CLIP text tower"
 
 
 @dataclass
@@ -159,6 +191,12 @@ def _make_run(config: dict, variant: str, model: str, recipe: str, seed: int) ->
         if "run" in enc:
             ref = enc["run"]
             text_source = {"run": run_id(ref["variant"], ref["model"], ref["recipe"], ref["seed"])}
+        elif "hf_model" in enc:
+            text_source = {
+                "hf_model": enc["hf_model"],
+                "pooler": enc.get("pooler", "mean_pooler"),
+                "proj": enc.get("proj", "mlp"),
+            }
         else:
             text_source = {"open_clip": enc["open_clip"], "pretrained": enc["pretrained"]}
     caption = v.get("captions", {})

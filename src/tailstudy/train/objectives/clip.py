@@ -2,7 +2,10 @@
 
 The model is open_clip's CLIP; its text tower is trained from scratch, or loaded from a
 pre-training run (or open_clip's registry) and frozen (``text_tower: frozen``) or fine-tuned
-(``init``). The loss is open_clip's ``ClipLoss`` (symmetric InfoNCE at the learnable logit
+(``init``); or it is open_clip's HF text tower over a frozen pre-trained language model of
+which only the projection trains (``frozen-lm``, METHODS §4.3 ``frozen_roberta``): the frozen
+model's pooled caption states are computed once per run (and kept in ``text_cache``, a folder,
+keyed by the encoder and the captions), so a step runs only the projection. The loss is open_clip's ``ClipLoss`` (symmetric InfoNCE at the learnable logit
 scale, capped at ``logit_scale_max``), over the global batch when distributed. Captions are
 tokenised once per run. Evaluation is open_clip's zero-shot classifier over prompt templates.
 """
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
     from tailstudy.data.loader import TrainingSet
     from tailstudy.train.distributed import Ranks
 
-TEXT_TOWERS = ("scratch", "frozen", "init")
+TEXT_TOWERS = ("scratch", "frozen", "init", "frozen-lm")
+LM = "frozen-lm"
 TEMPLATES = {"openai80": openai_templates, "plain": lambda: (lambda c: c,)}
 
 
@@ -81,17 +85,30 @@ class CLIP(Objective):
     amp_fp16 = True
     sync_bn = True
 
+    text_cache: str | None = None  # folder of cached frozen language-model states (fit sets it)
+
     @classmethod
     def needs_text_encoder(cls, recipe: Recipe) -> bool:
-        return recipe.text_tower in ("frozen", "init")
+        return recipe.text_tower in ("frozen", "init", LM)
+
+    @classmethod
+    def text_encoder_kind(cls, recipe: Recipe) -> str:
+        return "language model" if recipe.text_tower == LM else super().text_encoder_kind(recipe)
 
     @classmethod
     def run_factors(cls, recipe: Recipe) -> dict:
         return {"text_tower": recipe.text_tower}
 
+    @property
+    def frozen_lm(self) -> bool:
+        return self.recipe.text_tower == LM
+
     def build(self, class_names: list[str], text_checkpoint: str | None) -> nn.Module:
         from tailstudy.models import factory
 
+        if self.frozen_lm:
+            self.tokenizer = factory.lm_tokenizer(self.cfg.text_source)
+            return factory.create_lm_clip(self.cfg.arch, self.cfg.text_source)
         self.tokenizer = factory.get_tokenizer(self.cfg.arch)
         text = (
             text_state(self.cfg, text_checkpoint) if self.needs_text_encoder(self.recipe) else None
@@ -110,13 +127,23 @@ class CLIP(Objective):
         captions = data.captions
         chunks = [self.tokenizer(captions[i : i + 4096]) for i in range(0, len(captions), 4096)]
         self.tokens = torch.cat(chunks)
+        if self.frozen_lm:
+            self.states = lm_states(model, self.cfg, captions, self.tokens, self.text_cache)
         self.clip_loss = clip_loss(self.ranks)
 
     def batch(self, data: TrainingSet, idx: torch.Tensor, generator: torch.Generator) -> Batch:
         x = one_crop(data, idx, self.recipe, generator, self.device)
+        if self.frozen_lm:
+            return {"images": x, "states": self.states[idx].to(self.device)}
         return {"images": x, "tokens": self.tokens[idx].to(self.device)}
 
     def loss(self, net: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        if self.frozen_lm:  # the frozen language model's part is cached: only its projection runs
+            import torch.nn.functional as F
+
+            image_features, _, scale = net(batch["images"], None)
+            text_features = F.normalize(self.model.text.proj(batch["states"]), dim=-1)
+            return self.clip_loss(image_features, text_features, scale)
         image_features, text_features, scale = net(batch["images"], batch["tokens"])
         return self.clip_loss(image_features, text_features, scale)
 
@@ -129,7 +156,10 @@ class CLIP(Objective):
     def load_trained(self, weights: dict, num_classes: int, quick_gelu: bool = False) -> nn.Module:
         from tailstudy.models import factory
 
-        model = factory.create_clip(self.cfg.arch, quick_gelu)
+        if self.frozen_lm:
+            model = factory.create_lm_clip(self.cfg.arch, self.cfg.text_source, pretrained=False)
+        else:
+            model = factory.create_clip(self.cfg.arch, quick_gelu)
         model.load_state_dict(weights, strict=True)
         return model.eval()
 
@@ -137,8 +167,51 @@ class CLIP(Objective):
         """Zero-shot: the evaluation classes' names through the run's own text tower."""
         from tailstudy.models import factory
 
-        tokenizer = factory.get_tokenizer(self.cfg.arch)
+        tokenizer = (
+            factory.lm_tokenizer(self.cfg.text_source)
+            if self.frozen_lm
+            else factory.get_tokenizer(self.cfg.arch)
+        )
         weights = zero_shot_classifier(
             model, tokenizer, class_names, self.cfg.eval_templates, device
         )
         return Classifier(model.encode_image, weights, resize=1.0)
+
+
+def lm_states(model, cfg, captions: list[str], tokens, cache: str | None) -> torch.Tensor:
+    """The frozen language model's pooled states of ``captions``, computed once: read from
+    ``cache/<key>.pt`` when an earlier run of the same encoder and captions wrote it."""
+    import hashlib
+    import logging
+    from pathlib import Path
+
+    import torch
+
+    from tailstudy.io import atomic_path
+    from tailstudy.models import factory
+
+    log = logging.getLogger("tailstudy.train")
+    h = hashlib.sha256(json_key(cfg.text_source).encode())
+    for c in captions:
+        h.update(c.encode())
+        h.update(b"\0")
+    path = Path(cache, f"{h.hexdigest()[:32]}.pt") if cache else None
+    if path is not None and path.exists():
+        log.info("frozen language-model states of %d captions from %s", len(captions), path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def progress(done, total):
+        if done == total or done % (50 * 256) == 0:
+            log.info("frozen language model: %d/%d captions encoded", done, total)
+
+    states = factory.lm_pooled_states(model, tokens, progress=progress)
+    if path is not None:
+        with atomic_path(path, suffix=".pt") as tmp:
+            torch.save(states, tmp)
+    return states
+
+
+def json_key(source: dict | None) -> str:
+    import json
+
+    return json.dumps(source or {}, sort_keys=True)

