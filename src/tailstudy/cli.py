@@ -115,7 +115,14 @@ def cmd_train(a: argparse.Namespace) -> None:
             progress=ranks is None or ranks.main,
         )
         fit(
-            cfg, data, a.out, a.ckpt_dir, a.text_checkpoint, device, a.keep_ckpt, ranks,
+            cfg,
+            data,
+            a.out,
+            a.ckpt_dir,
+            a.text_checkpoint,
+            device,
+            a.keep_ckpt,
+            ranks,
             a.text_cache,
         )
     finally:
@@ -143,6 +150,9 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     train_classes = read_classes(a.train_classes or Path(a.train_counts).parent)
     if counts["name"].tolist() != train_classes["name"].tolist():
         raise UserError(f"{a.train_counts} and its classes.tsv list different classes")
+    tail = None
+    if a.train_manifest:
+        tail = (read_json(a.train_manifest).get("tail") or {}).get("wnids")
     summary, arrays = evaluate(
         cfg,
         a.model,
@@ -150,11 +160,13 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         train_classes,
         counts["count"].to_numpy(np.int64),
         resolve_device(a.device, cfg.recipe.gpus),
+        tail_wnids=tail,
     )
-    write_eval(a.out, cfg, summary, arrays, data.classes)
+    write_eval(a.out, cfg, summary, arrays, data.classes, a.eval_dataset)
     log.info(
-        "run %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f",
+        "run %s on %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f",
         cfg.run_id,
+        a.eval_dataset or cfg.eval_dataset,
         summary["top1"],
         summary["rho_acc"],
         summary["rho_pred"],
@@ -260,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True, type=Path, help="evaluation dataset folder")
     s.add_argument("--train-counts", required=True, help="label counts of the training variant")
     s.add_argument("--train-classes", help="its classes.tsv (default: beside --train-counts)")
+    s.add_argument(
+        "--train-manifest", help="the training variant's manifest.json (a trim's tail set)"
+    )
+    s.add_argument(
+        "--eval-dataset", help="the evaluation set's name (default: the run's default one)"
+    )
     s.add_argument("--out", required=True, type=Path, help="evaluation folder")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int)

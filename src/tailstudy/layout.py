@@ -57,7 +57,7 @@ EVAL_PER_CLASS = f"{EVAL}/per_class.tsv"
 EVAL_METRICS = f"{EVAL}/metrics.npz"  # tailstudy.evaluate.outputs: the METHODS §5.5 contract
 
 CACHE = f"{RESULTS}/cache"
-TEXT_CACHE = f"{CACHE}/text/{{encoder}}/{{dataset}}.npz"  # frozen language-model caption states
+TEXT_CACHE = f"{CACHE}/text/{{encoder}}"  # a frozen language model's caption states, by captions
 
 STUDY_TABLE = f"{RESULTS}/tables/{{study}}.tsv"
 FIGURE = f"{RESULTS}/figures/{{fig}}"  # .pdf, .png, .csv

@@ -68,10 +68,15 @@ def check(config: dict) -> None:
         raise UserError(f"evaluation.dataset {ev!r} is not a declared dataset")
     also = [("evaluation.also", a) for a in config.get("evaluation", {}).get("also", [])]
     for v, spec in variants.items():
-        also += [(f"variant {v}: evaluation.also", a) for a in spec.get("evaluation", {}).get("also", [])]
+        also += [
+            (f"variant {v}: evaluation.also", a) for a in spec.get("evaluation", {}).get("also", [])
+        ]
     for where, a in also:
         if a["dataset"] not in datasets:
             raise UserError(f"{where} names {a['dataset']!r}, which is not a declared dataset")
+        for r in a.get("recipes", []):
+            if r not in config.get("recipes", {}):
+                raise UserError(f"{where} names unknown recipe {r!r}")
     for name in config.get("recipes", {}):
         r = resolve_recipe(config, name)
         recipe_from_dict(r, name)  # types and unknown keys
@@ -121,12 +126,15 @@ def variant_eval_dataset(config: dict, variant: str) -> str:
 
 def eval_sets(config: dict, cfg: RunConfig) -> list[str]:
     """The evaluation datasets of a run: its default one first (``cfg.eval_dataset``), then
-    the variant's ``evaluation.also`` (else the global one) that apply to its objective."""
+    those of the variant's ``evaluation.also`` (else the global one) that apply to its
+    objective and recipe."""
     own = config["variants"][cfg.variant].get("evaluation", {})
     also = own["also"] if "also" in own else config["evaluation"].get("also", [])
     out = [cfg.eval_dataset]
     for a in also:
-        if cfg.objective in a.get("objectives", [cfg.objective]) and a["dataset"] not in out:
+        fits = cfg.objective in a.get("objectives", [cfg.objective])
+        fits = fits and cfg.recipe_name in a.get("recipes", [cfg.recipe_name])
+        if fits and a["dataset"] not in out:
             out.append(a["dataset"])
     return out
 

@@ -40,10 +40,12 @@ rule train_model:
         runtime=lambda wc, attempt: P.train_runtime(wc.run, attempt),
     params:
         text=by(P.text_checkpoint_arg, "run"),
+        text_cache=by(P.text_cache_arg, "run"),
         out=L.RUN,
         ckpt=L.RUN_CKPT,
     shell:
         "python -m tailstudy train --config {input.config} --index {input.index}"
         " --classes {input.classes} --dataset $(dirname {input.dataset}) {params.text}"
+        " {params.text_cache}"
         " --out {params.out} --ckpt-dir {params.ckpt}"
         " --threads {threads} > {log} 2>&1"

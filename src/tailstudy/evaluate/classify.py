@@ -21,7 +21,8 @@ from tailstudy.concepts import names_for
 from tailstudy.config import RunConfig
 from tailstudy.data.augment import normalize, resize_center_crop, to_float
 from tailstudy.data.loader import InMemorySet
-from tailstudy.evaluate.metrics import confusion_matrix, per_class, summarize, train_positions
+from tailstudy.evaluate.metrics import confusion_matrix, neural_collapse, train_positions
+from tailstudy.evaluate.outputs import metrics_arrays, metrics_summary
 from tailstudy.io import UserError
 from tailstudy.train import objectives
 
@@ -51,10 +52,15 @@ def evaluate(
     train_counts: np.ndarray,
     device,
     batch=512,
+    tail_wnids=None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Return (summary, arrays) where arrays hold the confusion matrix and per-class stats over
-    the evaluation classes; ``train_classes`` / ``train_counts`` are the run's label space and
-    training-set counts, aligned to the evaluation classes by wnid."""
+    """Return (summary, arrays): ``arrays`` the contents of ``metrics.npz`` over the evaluation
+    classes (METHODS §5.5: confusion, acc, pred, the neural-collapse metrics of the
+    un-normalised image features against the classifier's class vectors, top-1, top-5, freq),
+    ``summary`` their statistics (``outputs.metrics_summary``). ``train_classes`` /
+    ``train_counts`` are the run's label space and training-set counts, aligned to the
+    evaluation classes by wnid; ``tail_wnids`` (a trimmed variant's T_N) splits the accuracy
+    into head & mid and tail (§5.6) over the evaluation classes among them."""
     c = data.num_classes
     if len(train_counts) != len(train_classes):
         raise UserError(
@@ -67,18 +73,30 @@ def evaluate(
     names = names_for(data.classes["wnid"], data.classes["name"], "zero-shot")
     clf = objective.classifier(model, names, pos, device)
     size = data.images.shape[1]
-    preds, top5 = [], 0
+    preds, feats, top5 = [], [], 0
     for i in range(0, len(data), batch):
         x = resize_center_crop(to_float(data.images[i : i + batch]), size, clf.resize)
-        f = F.normalize(clf.encode(normalize(x).to(device)), dim=-1)
-        logits = 100.0 * f @ clf.weights
+        h = clf.encode(normalize(x).to(device)).float()
+        feats.append(h.cpu().numpy())
+        logits = 100.0 * F.normalize(h, dim=-1) @ clf.weights.float()
         k = min(5, c)
         topk = logits.topk(k, dim=-1).indices.cpu()
         y = data.labels[i : i + batch]
         top5 += int((topk == y[:, None]).any(1).sum())
         preds.append(topk[:, 0])
+        if (i // batch) % 20 == 0:
+            log.info(
+                "run %s: %d/%d images evaluated", cfg.run_id, min(i + batch, len(data)), len(data)
+            )
     preds = torch.cat(preds).numpy()
-    conf = confusion_matrix(data.labels.numpy(), preds, c)
-    summary = summarize(conf, freq, top5)
-    pc = per_class(conf)
-    return summary, {"confusion": conf, "acc": pc["acc"], "pred": pc["pred"], "freq": freq}
+    labels = data.labels.numpy()
+    conf = confusion_matrix(labels, preds, c)
+    nc = neural_collapse(np.concatenate(feats), labels, clf.weights.float().cpu().numpy())
+    arrays = metrics_arrays(conf, top5 / max(1, len(data)), nc, freq)
+    tail = None
+    if tail_wnids is not None:
+        is_tail = set(tail_wnids)
+        tail = np.flatnonzero([w in is_tail for w in data.classes["wnid"]]).astype(np.int64)
+    summary = metrics_summary(arrays, tail)
+    summary["top5_micro"] = arrays["top5"]
+    return summary, arrays

@@ -179,9 +179,10 @@ class CLIP(Objective):
 
 
 def lm_states(model, cfg, captions: list[str], tokens, cache: str | None) -> torch.Tensor:
-    """The frozen language model's pooled states of ``captions``, computed once: read from
-    ``cache/<key>.pt`` when an earlier run of the same encoder and captions wrote it."""
-    import hashlib
+    """The frozen language model's pooled states of ``captions``, each distinct caption encoded
+    once per dataset: ``cache/<dataset>.pt`` keeps the states of every caption encoded so far
+    (by the runs of this encoder on that dataset); only the captions it lacks are encoded, and
+    the file is rewritten with them."""
     import logging
     from pathlib import Path
 
@@ -191,27 +192,40 @@ def lm_states(model, cfg, captions: list[str], tokens, cache: str | None) -> tor
     from tailstudy.models import factory
 
     log = logging.getLogger("tailstudy.train")
-    h = hashlib.sha256(json_key(cfg.text_source).encode())
-    for c in captions:
-        h.update(c.encode())
-        h.update(b"\0")
-    path = Path(cache, f"{h.hexdigest()[:32]}.pt") if cache else None
+    path = Path(cache, f"{cfg.dataset}.pt") if cache else None
+    known: dict[str, int] = {}
+    stored = None
     if path is not None and path.exists():
-        log.info("frozen language-model states of %d captions from %s", len(captions), path)
-        return torch.load(path, map_location="cpu", weights_only=True)
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if stored.get("encoder") != cfg.text_source:
+            raise UserError(
+                f"{path} holds the states of another text encoder ({stored.get('encoder')}); "
+                "delete it"
+            )
+        known = {c: i for i, c in enumerate(stored["captions"])}
+    missing = sorted({c for c in captions if c not in known})
+    log.info(
+        "frozen language model: %d distinct captions cached, %d to encode",
+        len(set(captions)) - len(missing),
+        len(missing),
+    )
 
     def progress(done, total):
         if done == total or done % (50 * 256) == 0:
             log.info("frozen language model: %d/%d captions encoded", done, total)
 
-    states = factory.lm_pooled_states(model, tokens, progress=progress)
-    if path is not None:
-        with atomic_path(path, suffix=".pt") as tmp:
-            torch.save(states, tmp)
-    return states
-
-
-def json_key(source: dict | None) -> str:
-    import json
-
-    return json.dumps(source or {}, sort_keys=True)
+    if missing:
+        pos = {c: i for i, c in enumerate(captions)}
+        new = factory.lm_pooled_states(model, tokens[[pos[c] for c in missing]], progress=progress)
+        old_captions = stored["captions"] if stored else []
+        states = torch.cat([stored["states"], new]) if stored else new
+        all_captions = [*old_captions, *missing]
+        known = {c: i for i, c in enumerate(all_captions)}
+        if path is not None:
+            with atomic_path(path, suffix=".pt") as tmp:
+                torch.save(
+                    {"encoder": cfg.text_source, "captions": all_captions, "states": states}, tmp
+                )
+    else:
+        states = stored["states"]
+    return states[[known[c] for c in captions]]
