@@ -53,3 +53,59 @@ def test_figure_runs_follow_the_kind():
     assert study.figure_runs(cfg, table, "f") == sorted(table.studies["caption-scratch"])
     cfg["figures"]["f"] = {"plot": "label-curves", "corpora": ["web"], "studies": ["x"]}
     assert study.figure_runs(cfg, table, "f") == []
+
+
+def test_scale_figure_draws_the_seed_means_per_mode_and_size(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from tailstudy.figures import FigureInputs, render
+
+    rows = []
+    for recipe, label in (("clip", "Rand init head"), ("clip-lm", "Frozen LM head")):
+        for n in (1000, 2000, 4000):
+            for seed in (0, 1):
+                rows.append(
+                    {
+                        "run_id": f"v{n}_clip_{recipe}_s{seed}",
+                        "objective": "clip",
+                        "recipe": recipe,
+                        "recipe_label": label,
+                        "seed": seed,
+                        "n_train": n,
+                        "top1": n / 10_000 + seed / 100,
+                        "rho_acc": -np.log(n) / 10,
+                        "mean_nc1": 1.0 + seed,
+                        "mean_nc2_M": 0.1,
+                    }
+                )
+    rows.append(
+        {
+            **rows[0],
+            "run_id": "v4000_sl_sl_s0",
+            "objective": "sl",
+            "recipe": "sl",
+            "recipe_label": "Rand init head",
+            "n_train": 4000,
+        }
+    )
+    table_path = tmp_path / "scale.tsv"
+    pd.DataFrame(rows).to_csv(table_path, sep="\t", index=False)
+    spec = {"plot": "scale", "studies": ["s"], "paper_label": "Fig. 5", "caption": "c"}
+    render(spec, FigureInputs([table_path]), tmp_path / "fig.pdf")
+    data = pd.read_csv(tmp_path / "fig.csv")
+    assert len(data) == 2 * 3 + 1  # two CLIP modes at three sizes, one SL point
+    assert sorted(data["n_seeds"]) == [1] + [2] * 6
+    lm = data[(data["recipe"] == "clip-lm") & (data["n_train"] == 2000)].iloc[0]
+    assert lm["top1"] == pytest.approx(0.2 + 0.005) and lm["mean_nc1"] == pytest.approx(1.5)
+    assert (tmp_path / "fig.png").stat().st_size > 0
+    with pytest.raises(UserError, match="needs n_train"):
+        render(spec, FigureInputs([_without(table_path, "n_train", tmp_path)]), tmp_path / "x.pdf")
+
+
+def _without(path, column, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "without.tsv"
+    pd.read_csv(path, sep="\t").drop(columns=[column]).to_csv(out, sep="\t", index=False)
+    return out

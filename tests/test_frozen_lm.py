@@ -100,3 +100,25 @@ def test_the_cache_encodes_each_caption_once_per_dataset(tmp_path, monkeypatch):
     assert torch.equal(a[0], a[2]) and torch.allclose(a[1], b[0], atol=1e-6)
     fresh = factory.lm_pooled_states(model, tok(second))
     assert torch.allclose(b, fresh, atol=1e-5)
+
+
+def test_the_zero_shot_classifier_goes_through_the_frozen_model_and_the_projection():
+    import open_clip
+
+    cfg = lm_config()
+    obj = CLIP(cfg)
+    model = obj.build([], None).eval()
+    names = ["cat", "sea anemone"]
+    clf = obj.classifier(model, names, None, torch.device("cpu"))
+    direct = open_clip.build_zero_shot_classifier(
+        model, obj.tokenizer, names, [lambda c: f"a photo of a {c}.", lambda c: c], device="cpu"
+    )
+    assert clf.weights.shape == direct.shape == (model.text.proj[-1].out_features, 2)
+    # openai80 vs two templates differ; the path does not: compare on the same templates
+    from tailstudy.train.objectives.clip import zero_shot_classifier
+
+    same = zero_shot_classifier(factory.LMText(model), obj.tokenizer, names, "plain", "cpu")
+    plain = open_clip.build_zero_shot_classifier(
+        model, obj.tokenizer, names, [lambda c: c], device="cpu"
+    )
+    assert torch.allclose(same, plain, atol=1e-5)

@@ -95,7 +95,7 @@ def test_paper_dry_run_plans_every_job(workdir):
     assert counts["train_model"] == counts["write_run_config"] == 160
     assert counts["evaluate_run"] == 160 + 84 + 2  # + ImageNetV2 of CLIP runs, + E1
     assert counts["collect_study"] == 10
-    assert counts["render_figure"] == 9
+    assert counts["render_figure"] == 10
     assert counts["build_variant"] == 37
     # the data rules: 4 local image sets; LAIONet per metadata part; -Cls per caption file; the
     # three downloaded sets (16 URL slices each by default)
@@ -114,6 +114,11 @@ def test_one_figure_plans_only_its_runs(workdir, config):
     expected = set(study.expand(config).studies["caption-scratch"])
     assert planned_jobs(res.stdout, "train_model") == expected
     assert len(expected) == 14
+    res = smk(workdir, "-n", "results/figures/fig05-scale.pdf", configfile=PAPER, replace=True)
+    expected = set(study.expand(config).studies["laionet-scale"])
+    assert planned_jobs(res.stdout, "train_model") == expected and len(expected) == 26
+    # each run on its evaluation sets: the CLIP ones also on ImageNetV2 (their study table's columns)
+    assert job_counts(res.stdout)["evaluate_run"] == 26 + 24
 
 
 @pytest.mark.slow

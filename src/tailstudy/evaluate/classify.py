@@ -99,4 +99,5 @@ def evaluate(
         tail = np.flatnonzero([w in is_tail for w in data.classes["wnid"]]).astype(np.int64)
     summary = metrics_summary(arrays, tail)
     summary["top5_micro"] = arrays["top5"]
+    summary["n_train"] = int(np.sum(train_counts))  # the training set's size (Fig. 5's x)
     return summary, arrays

@@ -284,13 +284,36 @@ def lm_pooled_states(
     device = device or next(text.parameters()).device
     was_training = text.training
     text.eval()  # a frozen model: no dropout
-    out = []
+    # batches of similar length, cut after their longest caption: the padding the tokenizer
+    # adds up to the context length is masked out of attention and pooling, so cutting it
+    # changes nothing but the cost
+    lengths = (tokens != text.config.pad_token_id).sum(1)
+    order = torch.argsort(lengths, stable=True)
+    out = torch.zeros(len(tokens), text.config.hidden_size)
     for i in range(0, len(tokens), batch):
-        x = tokens[i : i + batch].to(device)
+        idx = order[i : i + batch]
+        width = max(1, int(lengths[idx].max()))
+        x = tokens[idx, :width].to(device)
         mask = (x != text.config.pad_token_id).long()
         states = text.transformer(input_ids=x, attention_mask=mask)
-        out.append(text.pooler(states, mask).float().cpu())
+        out[idx] = text.pooler(states, mask).float().cpu()
         if progress:
             progress(min(i + batch, len(tokens)), len(tokens))
     text.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, text.config.hidden_size)
+    return out
+
+
+class LMText(nn.Module):
+    """A frozen-LM CLIP's text side for open_clip's zero-shot classifier: ``encode_text``
+    through :func:`lm_pooled_states` (padding cut) and the trained projection."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @torch.no_grad()
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        device = next(self.model.text.proj.parameters()).device
+        pooled = lm_pooled_states(self.model, tokens.cpu(), device=device).to(device)
+        out = self.model.text.proj(pooled)
+        return F.normalize(out, dim=-1) if normalize else out

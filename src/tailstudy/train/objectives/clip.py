@@ -172,8 +172,9 @@ class CLIP(Objective):
             if self.frozen_lm
             else factory.get_tokenizer(self.cfg.arch)
         )
+        text = factory.LMText(model) if self.frozen_lm else model  # the frozen LM, padding cut
         weights = zero_shot_classifier(
-            model, tokenizer, class_names, self.cfg.eval_templates, device
+            text, tokenizer, class_names, self.cfg.eval_templates, device
         )
         return Classifier(model.encode_image, weights, resize=1.0)
 
