@@ -109,3 +109,43 @@ def _without(path, column, tmp_path):
     out = tmp_path / "without.tsv"
     pd.read_csv(path, sep="\t").drop(columns=[column]).to_csv(out, sep="\t", index=False)
     return out
+
+
+def test_tail_trim_figure_splits_by_ceil_and_part(tmp_path):
+    import pandas as pd
+
+    from tailstudy.figures import FigureInputs, render
+
+    rows = []
+    for obj, recipe, label in (("clip", "clip", "Rand init head"), ("sl", "sl-frozen", "Frozen")):
+        for n in (5, 50):
+            for ceil in (1, 0):
+                for seed in (0, 1):
+                    rows.append(
+                        {
+                            "run_id": f"t{n}c{ceil}_{obj}_{recipe}_s{seed}",
+                            "objective": obj,
+                            "recipe": recipe,
+                            "recipe_label": label,
+                            "seed": seed,
+                            "tail_n": n,
+                            "tail_ceil": ceil,
+                            "acc_head_mid": 0.6 - n / 1000,
+                            "acc_tail": 0.1 * ceil + seed / 10,
+                        }
+                    )
+    rows.append({**rows[0], "run_id": "full_clip_clip_s0", "tail_n": None, "tail_ceil": None})
+    path = tmp_path / "trim.tsv"
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    spec = {"plot": "tail-trim", "studies": ["s"], "paper_label": "Fig. 8", "caption": "c"}
+    render(spec, FigureInputs([path]), tmp_path / "fig.pdf")
+    data = pd.read_csv(tmp_path / "fig.csv")
+    assert len(data) == 2 * 2 * 2 and (data["n_seeds"] == 2).all()  # untrimmed run left out
+    one_shot = data[(data["series"] == "CLIP Rand init head") & (data["tail_ceil"] == 1)]
+    assert one_shot["acc_tail"].tolist() == pytest.approx([0.15, 0.15])
+    with pytest.raises(UserError, match="needs tail_n, tail_ceil"):
+        render(
+            spec,
+            FigureInputs([_without(_without(path, "tail_n", tmp_path), "tail_ceil", tmp_path)]),
+            tmp_path / "x.pdf",
+        )

@@ -95,7 +95,7 @@ def test_paper_dry_run_plans_every_job(workdir):
     assert counts["train_model"] == counts["write_run_config"] == 160
     assert counts["evaluate_run"] == 160 + 84 + 2  # + ImageNetV2 of CLIP runs, + E1
     assert counts["collect_study"] == 10
-    assert counts["render_figure"] == 10
+    assert counts["render_figure"] == 11
     assert counts["build_variant"] == 37
     # the data rules: 4 local image sets; LAIONet per metadata part; -Cls per caption file; the
     # three downloaded sets (16 URL slices each by default)

@@ -150,9 +150,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     train_classes = read_classes(a.train_classes or Path(a.train_counts).parent)
     if counts["name"].tolist() != train_classes["name"].tolist():
         raise UserError(f"{a.train_counts} and its classes.tsv list different classes")
-    tail = None
-    if a.train_manifest:
-        tail = (read_json(a.train_manifest).get("tail") or {}).get("wnids")
+    trim = read_json(a.train_manifest).get("tail") or {} if a.train_manifest else {}
+    tail = trim.get("wnids")
     summary, arrays = evaluate(
         cfg,
         a.model,
@@ -162,6 +161,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         resolve_device(a.device, cfg.recipe.gpus),
         tail_wnids=tail,
     )
+    if trim:  # the trim's N and ceil (Fig. 8's axes)
+        summary["tail_n"], summary["tail_ceil"] = trim["n"], trim["ceil"]
     write_eval(a.out, cfg, summary, arrays, data.classes, a.eval_dataset)
     log.info(
         "run %s on %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f",
