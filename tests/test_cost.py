@@ -45,8 +45,12 @@ def test_plan_counts_every_run_and_sums_the_formula(config):
     assert t.device_hours == pytest.approx(4 * t.hours)
     e = cost.eval_cost(config, cfg)
     assert e.device_hours == pytest.approx(50_000 / (800 * 3) / 3600)  # one GPU
+    v2 = cost.eval_cost(config, cfg, "imagenet-v2")  # CLIP runs are also evaluated on V2
+    assert v2.device_hours == pytest.approx(10_000 / (800 * 3) / 3600)
+    assert cost.eval_device_hours(config, cfg) == pytest.approx(e.device_hours + v2.device_hours)
     by_hand = sum(
-        cost.train_cost(config, c).device_hours + cost.eval_cost(config, c).device_hours
+        cost.train_cost(config, c).device_hours
+        + sum(cost.eval_cost(config, c, d).device_hours for d in study.eval_sets(config, c))
         for c in table.runs.values()
     )
     assert total["gpu_hours"] == pytest.approx(by_hand)

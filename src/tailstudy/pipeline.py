@@ -225,8 +225,8 @@ class Pipeline:
         in-memory images of a small split)."""
         return cost.train_mem_mb(self.config, self.run(run))
 
-    def eval_mem_mb(self, run: str) -> int:
-        return cost.eval_mem_mb(self.config, self.run(run))
+    def eval_mem_mb(self, run: str, dataset: str) -> int:
+        return cost.eval_mem_mb(self.config, self.run(run), dataset)
 
     def train_runtime(self, run: str, attempt: int) -> int:
         """Minutes: rows × epochs ÷ the config's throughput, × safety + start-up (tailstudy.cost),
@@ -235,8 +235,8 @@ class Pipeline:
         base = cost.time_limit_min(self.config, cost.train_cost(self.config, self.run(run)))
         return min(base * attempt, MAX_RUNTIME)
 
-    def eval_runtime(self, run: str, attempt: int) -> int:
-        base = cost.time_limit_min(self.config, cost.eval_cost(self.config, self.run(run)))
+    def eval_runtime(self, run: str, dataset: str, attempt: int) -> int:
+        base = cost.time_limit_min(self.config, cost.eval_cost(self.config, self.run(run), dataset))
         return min(base * attempt, MAX_RUNTIME)
 
     # --- studies, figures, claims ----------------------------------------------------------

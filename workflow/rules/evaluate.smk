@@ -21,8 +21,8 @@ rule evaluate_run:
     resources:
         gpu=lambda wc: P.eval_gpus(wc.run),
         cpus_per_gpu=lambda wc, threads: threads,
-        mem_mb=lambda wc: P.eval_mem_mb(wc.run),
-        runtime=lambda wc, attempt: P.eval_runtime(wc.run, attempt),
+        mem_mb=lambda wc: P.eval_mem_mb(wc.run, wc.dataset),
+        runtime=lambda wc, attempt: P.eval_runtime(wc.run, wc.dataset, attempt),
     shell:
         "python -m tailstudy evaluate --config {input.config} --model {input.model}"
         " --dataset $(dirname {input.dataset}) --eval-dataset {wildcards.dataset}"
