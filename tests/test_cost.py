@@ -68,6 +68,11 @@ def test_memory_follows_what_a_job_holds_not_the_dataset(config):
     assert cost.train_mem_mb(config, small) == cost.train_mem_mb(config, large)
     sl = table.runs["incaps-full_sl_sl_s0"]  # local batch 64 instead of 256: fewer queued bytes
     assert cost.train_mem_mb(config, sl) < cost.train_mem_mb(config, large)
+    # a frozen language model's caption states are held in memory: they grow with the rows
+    lm = table.runs["laionet-f1_clip_clip-roberta_s0"]
+    lm_small = table.runs["laionet-f32_clip_clip-roberta_s0"]
+    assert cost.train_mem_mb(config, lm) > cost.train_mem_mb(config, lm_small)
+    assert cost.train_mem_mb(config, lm_small) > cost.train_mem_mb(config, large)
     richer = copy.deepcopy(config)
     richer["resources"]["workers"] = 12
     assert cost.train_mem_mb(richer, large) > cost.train_mem_mb(config, large)

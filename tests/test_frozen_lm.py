@@ -54,8 +54,9 @@ def test_cached_states_give_the_towers_own_text_features():
     model.eval()
     with torch.no_grad():
         direct = model.encode_text(obj.tokens)
-        cached = model.text.proj(obj.states)
-    assert torch.allclose(direct, cached, atol=1e-5)
+        cached = model.text.proj(obj.states.float())
+    assert obj.states.dtype == torch.float16  # as the projection sees them under AMP
+    assert torch.allclose(direct, cached, rtol=1e-2, atol=1e-3)
 
 
 def test_a_training_step_leaves_the_language_model_bit_identical_and_moves_the_projection(
@@ -97,9 +98,9 @@ def test_the_cache_encodes_each_caption_once_per_dataset(tmp_path, monkeypatch):
     second = ["a dog", "a newt"]
     b = clip_objective.lm_states(model, cfg, second, tok(second), str(tmp_path))
     assert calls == [2, 1]  # distinct captions only; the second run encodes just the new one
-    assert torch.equal(a[0], a[2]) and torch.allclose(a[1], b[0], atol=1e-6)
+    assert torch.equal(a[0], a[2]) and torch.equal(a[1], b[0])
     fresh = factory.lm_pooled_states(model, tok(second))
-    assert torch.allclose(b, fresh, atol=1e-5)
+    assert torch.allclose(b.float(), fresh, rtol=1e-2, atol=1e-3)
 
 
 def test_the_zero_shot_classifier_goes_through_the_frozen_model_and_the_projection():
@@ -170,6 +171,6 @@ def test_distributed_ranks_share_the_encoding_and_all_get_every_state(tmp_path):
     obj = CLIP(lm_config())
     model = obj.build([], None)
     alone = factory.lm_pooled_states(model, obj.tokenizer(captions))
-    assert torch.equal(a, b) and torch.allclose(a, alone, atol=1e-5)
+    assert torch.equal(a, b) and torch.allclose(a.float(), alone, rtol=1e-2, atol=1e-3)
     cached = torch.load(tmp_path / "cache" / "tiny.pt", weights_only=True)  # rank 0 wrote it
     assert sorted(cached["captions"]) == sorted(set(captions))

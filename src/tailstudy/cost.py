@@ -162,7 +162,13 @@ def train_mem_mb(config: dict, cfg: RunConfig) -> int:
     model = res["params_m"].get(cfg.arch, 0.0) * 1e6 * 16 / 2**20
     in_memory = _in_memory_mb(config, cfg.dataset, rows)
     per_process = res["base_mb"] + workers * res["worker_mb"] + queued + model + in_memory
+    if (cfg.text_source or {}).get("hf_model"):  # a frozen language model's caption states:
+        # the run's rows and the cache being rewritten, float16, at most LM_WIDTH wide
+        per_process += 2 * rows * LM_WIDTH * 2 / 2**20
     return math.ceil(per_process * cfg.recipe.processes)
+
+
+LM_WIDTH = 1024  # the widest pooled state of the language models in use (roberta-base: 768)
 
 
 def eval_mem_mb(config: dict, cfg: RunConfig, dataset: str | None = None) -> int:

@@ -4,10 +4,11 @@ The model is open_clip's CLIP; its text tower is trained from scratch, or loaded
 pre-training run (or open_clip's registry) and frozen (``text_tower: frozen``) or fine-tuned
 (``init``); or it is open_clip's HF text tower over a frozen pre-trained language model of
 which only the projection trains (``frozen-lm``, METHODS §4.3 ``frozen_roberta``): the frozen
-model's pooled caption states are computed once per run (and kept in ``text_cache``, a folder,
-keyed by the encoder and the captions), so a step runs only the projection. The loss is open_clip's ``ClipLoss`` (symmetric InfoNCE at the learnable logit
-scale, capped at ``logit_scale_max``), over the global batch when distributed. Captions are
-tokenised once per run. Evaluation is open_clip's zero-shot classifier over prompt templates.
+model's pooled caption states are computed once per caption and dataset (kept, float16, in the
+``text_cache`` folder), so a step runs only the projection. The loss is open_clip's
+``ClipLoss`` (symmetric InfoNCE at the learnable logit scale, capped at ``logit_scale_max``),
+over the global batch when distributed. Captions are tokenised once per run. Evaluation is
+open_clip's zero-shot classifier over prompt templates.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class CLIP(Objective):
     def batch(self, data: TrainingSet, idx: torch.Tensor, generator: torch.Generator) -> Batch:
         x = one_crop(data, idx, self.recipe, generator, self.device)
         if self.frozen_lm:
-            return {"images": x, "states": self.states[idx].to(self.device)}
+            return {"images": x, "states": self.states[idx].to(self.device).float()}
         return {"images": x, "tokens": self.tokens[idx].to(self.device)}
 
     def loss(self, net: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
@@ -185,7 +186,8 @@ def lm_states(
     model, cfg, captions: list[str], tokens, cache: str | None, ranks: Ranks | None = None
 ) -> torch.Tensor:
     """The frozen language model's pooled states of ``captions``, each distinct caption encoded
-    once per dataset: ``cache/<dataset>.pt`` keeps the states of every caption encoded so far
+    once per dataset, kept in float16: ``cache/<dataset>.pt`` keeps the states of every caption
+    encoded so far
     (by the runs of this encoder on that dataset); only the captions it lacks are encoded, and
     the file is rewritten with them. A distributed run's ranks each encode a share of them and
     gather the rest (rank 0 writes the file)."""
@@ -228,6 +230,7 @@ def lm_states(
         else:
             new = _gathered_states(model, todo, ranks, progress)
         old_captions = stored["captions"] if stored else []
+        new = new.half()  # what the projection sees under AMP; half the memory of float32
         states = torch.cat([stored["states"], new]) if stored else new
         all_captions = [*old_captions, *missing]
         known = {c: i for i, c in enumerate(all_captions)}
