@@ -99,7 +99,7 @@ def dry_run_jobs(output: str, rule: str) -> dict[str, dict]:
     for block in output.split("\nrule ")[1:]:
         if not block.startswith(f"{rule}:"):
             continue
-        run = re.search(r"wildcards: run=(\S+)", block).group(1)
+        run = re.search(r"wildcards: run=([^,\s]+)", block).group(1)  # then e.g. dataset=
         res = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)", block)[1].split(", "))
         threads = re.search(r"threads: (\d+)", block)
         jobs[run] = {**res, "threads": threads.group(1) if threads else "1"}
