@@ -59,7 +59,7 @@ def planned_jobs(output: str, rule: str) -> set[str]:
     runs = set()
     for block in output.split("\nrule ")[1:]:
         if block.startswith(f"{rule}:"):
-            m = re.search(r"wildcards: run=(\S+)", block)
+            m = re.search(r"wildcards: run=([^,\s]+)", block)  # evaluation: then dataset=
             if m:
                 runs.add(m.group(1))
     return runs

@@ -35,7 +35,7 @@ def test_plan_counts_every_run_and_sums_the_formula(config):
     table = study.expand(config)
     rows = {r["study"]: r for r in cost.plan_table(config)}
     total = rows.pop("all (distinct runs)")
-    assert total["runs"] == len(table.runs) == 154
+    assert total["runs"] == len(table.runs) == 160
     assert {s: r["runs"] for s, r in rows.items()} == {s: len(v) for s, v in table.studies.items()}
     # one run by hand: IN-Caps, CLIP, 32 epochs on 4 GPUs at 800 images/s each
     cfg = table.runs["incaps-full_clip_clip_s0"]
@@ -45,8 +45,12 @@ def test_plan_counts_every_run_and_sums_the_formula(config):
     assert t.device_hours == pytest.approx(4 * t.hours)
     e = cost.eval_cost(config, cfg)
     assert e.device_hours == pytest.approx(50_000 / (800 * 3) / 3600)  # one GPU
+    v2 = cost.eval_cost(config, cfg, "imagenet-v2")  # CLIP runs are also evaluated on V2
+    assert v2.device_hours == pytest.approx(10_000 / (800 * 3) / 3600)
+    assert cost.eval_device_hours(config, cfg) == pytest.approx(e.device_hours + v2.device_hours)
     by_hand = sum(
-        cost.train_cost(config, c).device_hours + cost.eval_cost(config, c).device_hours
+        cost.train_cost(config, c).device_hours
+        + sum(cost.eval_cost(config, c, d).device_hours for d in study.eval_sets(config, c))
         for c in table.runs.values()
     )
     assert total["gpu_hours"] == pytest.approx(by_hand)
@@ -64,6 +68,11 @@ def test_memory_follows_what_a_job_holds_not_the_dataset(config):
     assert cost.train_mem_mb(config, small) == cost.train_mem_mb(config, large)
     sl = table.runs["incaps-full_sl_sl_s0"]  # local batch 64 instead of 256: fewer queued bytes
     assert cost.train_mem_mb(config, sl) < cost.train_mem_mb(config, large)
+    # a frozen language model's caption states are held in memory: they grow with the rows
+    lm = table.runs["laionet-f1_clip_clip-roberta_s0"]
+    lm_small = table.runs["laionet-f32_clip_clip-roberta_s0"]
+    assert cost.train_mem_mb(config, lm) > cost.train_mem_mb(config, lm_small)
+    assert cost.train_mem_mb(config, lm_small) > cost.train_mem_mb(config, large)
     richer = copy.deepcopy(config)
     richer["resources"]["workers"] = 12
     assert cost.train_mem_mb(richer, large) > cost.train_mem_mb(config, large)
@@ -72,7 +81,9 @@ def test_memory_follows_what_a_job_holds_not_the_dataset(config):
 def test_time_limits_in_the_dry_run(config, tmp_path):
     root = make_standins(config, tmp_path)
     run = "incaps-full_clip_clip_s0"
-    out = smk(root, "-n", f"results/eval/{run}/summary.json", configfile=PAPER, replace=True).stdout
+    out = smk(
+        root, "-n", f"results/eval/{run}/imagenet-val/summary.json", configfile=PAPER, replace=True
+    ).stdout
     jobs = {b.split(":")[0]: b for b in out.split("\nrule ")[1:]}
     cfg = study.expand(config).runs[run]
     want = math.ceil(448_896 * 32 / (800 * 4) / 60 * 1.5 + 10)
@@ -86,7 +97,7 @@ def test_plan_cost_cli(capsys, tmp_path, config):
     assert main(["plan", "--cost", "--configfile", str(PAPER)]) == 0
     out = capsys.readouterr().out
     total = next(ln for ln in out.splitlines() if ln.startswith("all (distinct runs)"))
-    assert total.split()[3] == "154"
+    assert total.split()[3] == "160"
     assert "trimmed-tail" in out and "images/s per device" in out
     bad = copy.deepcopy(config)
     del bad["resources"]["throughput"]["RN50"]["sl"]

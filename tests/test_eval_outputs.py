@@ -150,3 +150,44 @@ def test_metrics_bad_input_and_old_files(tmp_path):
         read_metrics(tmp_path / "old.npz")
     with pytest.raises(UserError, match="missing file .*none.npz"):
         read_metrics(tmp_path / "none.npz")
+
+
+def test_each_evaluation_set_writes_its_own_folder_and_the_study_table_joins_them(tmp_path):
+    from runs import run_config
+    from tailstudy.analysis.collect import collect
+    from tailstudy.evaluate.outputs import metrics_arrays, metrics_summary
+    from tailstudy.evaluate.report import write_eval
+
+    cfg = run_config("clip")  # default evaluation set "tiny"
+    classes = pd.DataFrame({"label": [0, 1, 2], "wnid": ["n1", "n2", "n3"], "name": list("abc")})
+    rng = np.random.default_rng(0)
+    written = {}
+    for dataset, hits in (("tiny", [5, 3, 1]), ("tiny-v2", [4, 2, 0])):
+        conf = np.diag(hits) + 1
+        h = rng.normal(size=(30, 4))
+        y = np.repeat(np.arange(3), 10)
+        nc = neural_collapse(h, y, rng.normal(size=(4, 3)))
+        arrays = metrics_arrays(conf, 0.9, nc, np.array([30, 20, 10]))
+        summary = metrics_summary(arrays, np.array([2]))
+        write_eval(tmp_path / cfg.run_id / dataset, cfg, summary, arrays, classes, dataset)
+        written[dataset] = summary
+    on_disk = read_metrics(tmp_path / cfg.run_id / "tiny-v2" / "metrics.npz")
+    assert on_disk["confusion"].tolist() == (np.diag([4, 2, 0]) + 1).tolist()
+    from tailstudy.figures.pearson_spearman import per_class_path
+
+    pc = pd.read_csv(per_class_path(tmp_path, cfg.run_id, "tiny"), sep="\t")  # as figures read it
+    assert list(pc.columns) == ["label", "wnid", "name", "freq", "acc", "pred", *NC_KEYS]
+    table = collect(
+        "s",
+        [tmp_path / cfg.run_id / "tiny", tmp_path / cfg.run_id / "tiny-v2"],
+        tmp_path / "t.tsv",
+    )
+    assert len(table) == 1 and table.at[0, "eval_dataset"] == "tiny"
+    row = table.iloc[0]
+    assert row["top1"] == pytest.approx(written["tiny"]["top1"])
+    assert row["tiny-v2.top1"] == pytest.approx(written["tiny-v2"]["top1"])
+    assert row["acc_tail"] == pytest.approx(2 / 4)  # T_N = {2}: its row is [1, 1, 2]
+    assert row["mean_nc1"] == pytest.approx(written["tiny"]["mean_nc1"])
+    assert row["tiny-v2.acc_tail"] == pytest.approx(1 / 3)
+    with pytest.raises(UserError, match="none on its default evaluation set"):
+        collect("s", [tmp_path / cfg.run_id / "tiny-v2"], tmp_path / "u.tsv")

@@ -53,3 +53,99 @@ def test_figure_runs_follow_the_kind():
     assert study.figure_runs(cfg, table, "f") == sorted(table.studies["caption-scratch"])
     cfg["figures"]["f"] = {"plot": "label-curves", "corpora": ["web"], "studies": ["x"]}
     assert study.figure_runs(cfg, table, "f") == []
+
+
+def test_scale_figure_draws_the_seed_means_per_mode_and_size(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from tailstudy.figures import FigureInputs, render
+
+    rows = []
+    for recipe, label in (("clip", "Rand init head"), ("clip-lm", "Frozen LM head")):
+        for n in (1000, 2000, 4000):
+            for seed in (0, 1):
+                rows.append(
+                    {
+                        "run_id": f"v{n}_clip_{recipe}_s{seed}",
+                        "objective": "clip",
+                        "recipe": recipe,
+                        "recipe_label": label,
+                        "seed": seed,
+                        "n_train": n,
+                        "top1": n / 10_000 + seed / 100,
+                        "rho_acc": -np.log(n) / 10,
+                        "mean_nc1": 1.0 + seed,
+                        "mean_nc2_M": 0.1,
+                    }
+                )
+    rows.append(
+        {
+            **rows[0],
+            "run_id": "v4000_sl_sl_s0",
+            "objective": "sl",
+            "recipe": "sl",
+            "recipe_label": "Rand init head",
+            "n_train": 4000,
+        }
+    )
+    table_path = tmp_path / "scale.tsv"
+    pd.DataFrame(rows).to_csv(table_path, sep="\t", index=False)
+    spec = {"plot": "scale", "studies": ["s"], "paper_label": "Fig. 5", "caption": "c"}
+    render(spec, FigureInputs([table_path]), tmp_path / "fig.pdf")
+    data = pd.read_csv(tmp_path / "fig.csv")
+    assert len(data) == 2 * 3 + 1  # two CLIP modes at three sizes, one SL point
+    assert sorted(data["n_seeds"]) == [1] + [2] * 6
+    lm = data[(data["recipe"] == "clip-lm") & (data["n_train"] == 2000)].iloc[0]
+    assert lm["top1"] == pytest.approx(0.2 + 0.005) and lm["mean_nc1"] == pytest.approx(1.5)
+    assert (tmp_path / "fig.png").stat().st_size > 0
+    with pytest.raises(UserError, match="needs n_train"):
+        render(spec, FigureInputs([_without(table_path, "n_train", tmp_path)]), tmp_path / "x.pdf")
+
+
+def _without(path, column, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "without.tsv"
+    pd.read_csv(path, sep="\t").drop(columns=[column]).to_csv(out, sep="\t", index=False)
+    return out
+
+
+def test_tail_trim_figure_splits_by_ceil_and_part(tmp_path):
+    import pandas as pd
+
+    from tailstudy.figures import FigureInputs, render
+
+    rows = []
+    for obj, recipe, label in (("clip", "clip", "Rand init head"), ("sl", "sl-frozen", "Frozen")):
+        for n in (5, 50):
+            for ceil in (1, 0):
+                for seed in (0, 1):
+                    rows.append(
+                        {
+                            "run_id": f"t{n}c{ceil}_{obj}_{recipe}_s{seed}",
+                            "objective": obj,
+                            "recipe": recipe,
+                            "recipe_label": label,
+                            "seed": seed,
+                            "tail_n": n,
+                            "tail_ceil": ceil,
+                            "acc_head_mid": 0.6 - n / 1000,
+                            "acc_tail": 0.1 * ceil + seed / 10,
+                        }
+                    )
+    rows.append({**rows[0], "run_id": "full_clip_clip_s0", "tail_n": None, "tail_ceil": None})
+    path = tmp_path / "trim.tsv"
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    spec = {"plot": "tail-trim", "studies": ["s"], "paper_label": "Fig. 8", "caption": "c"}
+    render(spec, FigureInputs([path]), tmp_path / "fig.pdf")
+    data = pd.read_csv(tmp_path / "fig.csv")
+    assert len(data) == 2 * 2 * 2 and (data["n_seeds"] == 2).all()  # untrimmed run left out
+    one_shot = data[(data["series"] == "CLIP Rand init head") & (data["tail_ceil"] == 1)]
+    assert one_shot["acc_tail"].tolist() == pytest.approx([0.15, 0.15])
+    with pytest.raises(UserError, match="needs tail_n, tail_ceil"):
+        render(
+            spec,
+            FigureInputs([_without(_without(path, "tail_n", tmp_path), "tail_ceil", tmp_path)]),
+            tmp_path / "x.pdf",
+        )

@@ -26,7 +26,7 @@ CLIP_RUNS = {  # study -> CLIP runs
     "caption-frozen": 9,  # C2
     "caption-init": 6,  # C3
     "laionet-threshold": 10,  # C4
-    "laionet-scale": 18,  # C5 without the 6 frozen-RoBERTa runs
+    "laionet-scale": 24,  # C5: six fractions x {scratch, frozen CLIP, CLIP init, frozen RoBERTa}
     "in100": 2,  # C6
     "in100-extra": 2,  # C7
     "web-cls": 2,  # C8, C9
@@ -64,7 +64,7 @@ def test_paper_config_is_valid_and_declares_the_grid(config):
     )
     assert {s: n for (s, o), n in by.items() if o == "clip"} == CLIP_RUNS
     assert {s: n for (s, o), n in by.items() if o == "sl"} == SL_RUNS
-    assert len(table.runs) == 154 >= 137  # no run is shared between studies
+    assert len(table.runs) == 160 >= 143  # no run is shared between studies
     assert all(cfg.arch == "RN50" and cfg.scale == "paper" for cfg in table.runs.values())
     # IN-Caps-100 and IN-Caps (10%) runs are evaluated on the ImageNet-100 classes
     evals = {cfg.variant: cfg.eval_dataset for cfg in table.runs.values()}
@@ -73,15 +73,29 @@ def test_paper_config_is_valid_and_declares_the_grid(config):
     # three seeds triple every run (the paper's "roughly 400" controlled runs)
     three = copy.deepcopy(config)
     three["seeds"] = [0, 1, 2]
-    assert len(study.expand(three).runs) == 3 * 154
+    assert len(study.expand(three).runs) == 3 * 160
+    # the frozen-RoBERTa runs: open_clip's HF tower over roberta-base
+    lm = [c for c in table.runs.values() if c.recipe.text_tower == "frozen-lm"]
+    assert len(lm) == 6 and all(c.text_source["hf_model"] == "roberta-base" for c in lm)
+    assert {c.variant for c in lm} == {f"laionet-f{k}" for k in (1, 2, 4, 8, 16, 32)}
+    # evaluation sets (§6.1): IN val, CLIP also IN-V2; IN-100 runs on IN-100 val only; E1
+    sets = collections.Counter(tuple(study.eval_sets(config, c)) for c in table.runs.values())
+    assert sets == {
+        ("imagenet-val", "imagenet-v2"): 84 - 1,  # every CLIP run on 1000 classes but E1's
+        ("imagenet-val",): 68 - 1,  # SL runs on 1000 classes but E1's
+        ("imagenet100-val",): 2 + 2 + 2 + 2,  # C6, C7, S7, S8
+        ("imagenet-val", "imagenet-v2", "imagenet100-val"): 1,  # E1: CLIP incaps-full frozen
+        ("imagenet-val", "imagenet100-val"): 1,  # E1: SL incaps-full frozen head
+    }
 
 
 def test_paper_dry_run_plans_every_job(workdir):
     res = smk(workdir, "-n", "all", configfile=PAPER, replace=True)
     counts = job_counts(res.stdout)
-    assert counts["train_model"] == counts["write_run_config"] == counts["evaluate_run"] == 154
+    assert counts["train_model"] == counts["write_run_config"] == 160
+    assert counts["evaluate_run"] == 160 + 84 + 2  # + ImageNetV2 of CLIP runs, + E1
     assert counts["collect_study"] == 10
-    assert counts["render_figure"] == 9
+    assert counts["render_figure"] == 11
     assert counts["build_variant"] == 37
     # the data rules: 4 local image sets; LAIONet per metadata part; -Cls per caption file; the
     # three downloaded sets (16 URL slices each by default)
@@ -100,6 +114,11 @@ def test_one_figure_plans_only_its_runs(workdir, config):
     expected = set(study.expand(config).studies["caption-scratch"])
     assert planned_jobs(res.stdout, "train_model") == expected
     assert len(expected) == 14
+    res = smk(workdir, "-n", "results/figures/fig05-scale.pdf", configfile=PAPER, replace=True)
+    expected = set(study.expand(config).studies["laionet-scale"])
+    assert planned_jobs(res.stdout, "train_model") == expected and len(expected) == 26
+    # each run on its evaluation sets: the CLIP ones also on ImageNetV2 (their study table's columns)
+    assert job_counts(res.stdout)["evaluate_run"] == 26 + 24
 
 
 @pytest.mark.slow

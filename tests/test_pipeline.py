@@ -90,7 +90,71 @@ def test_run_wiring_and_resources(config):
     base = cost.time_limit_min(config, cost.train_cost(config, cfg))  # from the work itself
     assert [p.train_runtime(run, a) for a in (1, 2)] == [base, 2 * base]
     assert p.train_mem_mb(run) == cost.train_mem_mb(config, cfg)
-    assert p.eval_inputs(run)["dataset"] == f"results/data/{cfg.eval_dataset}/manifest.json"
+    inputs = p.eval_inputs(run, cfg.eval_dataset)
+    assert inputs["dataset"] == f"results/data/{cfg.eval_dataset}/manifest.json"
+    assert inputs["manifest"] == f"results/variants/{cfg.variant}/manifest.json"
+
+
+def test_a_run_may_have_several_evaluation_sets_each_its_own_job(config):
+    cfg = copy.deepcopy(config)
+    cfg["datasets"]["val2"] = dict(cfg["datasets"]["val"], seed=9)
+    cfg["evaluation"]["also"] = [{"dataset": "val2", "objectives": ["clip"]}]
+    p = Pipeline(cfg)
+    clip = next(r for r, c in p.runs.runs.items() if c.objective == "clip")
+    sl = next(r for r, c in p.runs.runs.items() if c.objective == "sl")
+    default = p.run(clip).eval_dataset
+    assert p.eval_sets(clip) == [default, "val2"] and p.eval_sets(sl) == [default]
+    assert p.eval_summaries(clip) == [
+        f"results/eval/{clip}/{default}/summary.json",
+        f"results/eval/{clip}/val2/summary.json",
+    ]
+    assert p.eval_inputs(clip, "val2")["dataset"] == "results/data/val2/manifest.json"
+    with pytest.raises(UserError, match=f"run {sl} is not evaluated on val2"):
+        p.eval_inputs(sl, "val2")
+    # a study reads every evaluation of its runs; a figure the default one's per-class table
+    study_name = next(s for s, rs in p.runs.studies.items() if clip in rs)
+    assert f"results/eval/{clip}/val2/summary.json" in p.study_evals(study_name)
+    # a variant's own list replaces the global one
+    variant = p.run(clip).variant
+    cfg["variants"][variant]["evaluation"] = {"also": []}
+    assert Pipeline(cfg).eval_sets(clip) == [default]
+    cfg["evaluation"]["also"] = [{"dataset": "nope"}]
+    with pytest.raises(UserError, match="evaluation.also names 'nope'"):
+        study.check(cfg)
+
+
+def test_a_frozen_language_model_is_a_clip_text_tower_only(config, tmp_path):
+    cfg = copy.deepcopy(config)
+    cfg["text_encoders"]["minilm"] = {"hf_model": str(tmp_path)}  # a local model folder
+    cfg["recipes"]["clip-lm"] = {
+        "extends": "clip",
+        "text_tower": "frozen-lm",
+        "text_encoder": "minilm",
+    }
+    cfg["studies"]["lm"] = [{"variant": ["incaps-full"], "model": ["clip"], "recipe": ["clip-lm"]}]
+    p = Pipeline(cfg)
+    run = next(r for r in p.runs.studies["lm"])
+    assert p.run(run).text_source["hf_model"] == str(tmp_path)
+    assert run not in p.runs.depends  # no run of the workflow gives its tower
+    assert p.text_cache_arg(run) == "--text-cache results/cache/text/minilm"
+    assert p.text_cache_arg(next(iter(p.runs.depends))) == ""
+    bad = copy.deepcopy(cfg)
+    bad["recipes"]["sl-lm"] = {"extends": "sl", "head": "frozen", "text_encoder": "minilm"}
+    bad["studies"]["lm"] = [{"variant": ["incaps-full"], "model": ["sl"], "recipe": ["sl-lm"]}]
+    with pytest.raises(UserError, match="recipe sl-lm .sl. needs a CLIP text tower text encoder"):
+        study.check(bad)
+    for name, msg in (
+        ("./no/such/folder", "is no folder, Hugging Face hub id"),
+        ("gt all minilm", "is no folder, Hugging Face hub id"),
+    ):
+        bad = copy.deepcopy(cfg)
+        bad["text_encoders"]["minilm"]["hf_model"] = name
+        with pytest.raises(UserError, match=f"text encoder minilm: hf_model '{name}' {msg}"):
+            study.check(bad)
+    bad = copy.deepcopy(cfg)
+    bad["recipes"]["clip-lm"]["text_encoder"] = "clip-pretrained"
+    with pytest.raises(UserError, match="needs a language model text encoder"):
+        study.check(bad)
 
 
 def test_rules_name_results_paths_only_through_the_layout():

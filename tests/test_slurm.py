@@ -99,7 +99,7 @@ def dry_run_jobs(output: str, rule: str) -> dict[str, dict]:
     for block in output.split("\nrule ")[1:]:
         if not block.startswith(f"{rule}:"):
             continue
-        run = re.search(r"wildcards: run=(\S+)", block).group(1)
+        run = re.search(r"wildcards: run=([^,\s]+)", block).group(1)  # then e.g. dataset=
         res = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)", block)[1].split(", "))
         threads = re.search(r"threads: (\d+)", block)
         jobs[run] = {**res, "threads": threads.group(1) if threads else "1"}
@@ -115,8 +115,8 @@ def test_slurm_profile_requests_the_gpus_each_recipe_asks_for(tmp_path):
     cfg = tmp_path / "gpus.yaml"
     cfg.write_text(yaml.safe_dump(config))
     targets = [
-        "results/eval/incaps-full_sl_sl-k5_s0/summary.json",
-        "results/eval/incaps-full_clip_clip_s0/summary.json",
+        "results/eval/incaps-full_sl_sl-k5_s0/val/summary.json",
+        "results/eval/incaps-full_clip_clip_s0/val/summary.json",
     ]
     cmd = smk_cmd(
         tmp_path, cfg, *targets, "-n", "--cores", "64", "--profile", str(REPO / "profiles/slurm")
@@ -210,7 +210,7 @@ def test_study_on_slurm_gpu_scancel_and_preemption(slurm_cluster, tmp_path):
     workdir = tmp_path / "w"
     cfg = tiny_study(tmp_path)
     profile = slurm_test_profile(tmp_path / "profile")
-    targets = [f"results/eval/{r}/summary.json" for r in (CPU_RUN, GPU_RUN)]
+    targets = [f"results/eval/{r}/val/summary.json" for r in (CPU_RUN, GPU_RUN)]
     log = tmp_path / "snakemake.log"
     t0 = time.time()
     with open(log, "w") as out:
@@ -236,7 +236,7 @@ def test_study_on_slurm_gpu_scancel_and_preemption(slurm_cluster, tmp_path):
         for job_id in {r["slurm_job_id"] for r in rows}:
             job = slurm_job(job_id)
             assert job["Comment"].startswith("rule_train_model") and run in job["Comment"]
-        summary = json.loads((workdir / "results/eval" / run / "summary.json").read_text())
+        summary = json.loads((workdir / "results/eval" / run / "val/summary.json").read_text())
         job = slurm_job(summary["job"]["slurm_job_id"])
         assert job["Comment"].startswith("rule_evaluate_run") and run in job["Comment"]
         assert job["JobState"] == "COMPLETED" and summary["job"]["host"] == rows[0]["host"]

@@ -118,7 +118,17 @@ def cmd_train(a: argparse.Namespace) -> None:
             workers=a.workers,
             progress=ranks is None or ranks.main,
         )
-        fit(cfg, data, a.out, a.ckpt_dir, a.text_checkpoint, device, a.keep_ckpt, ranks)
+        fit(
+            cfg,
+            data,
+            a.out,
+            a.ckpt_dir,
+            a.text_checkpoint,
+            device,
+            a.keep_ckpt,
+            ranks,
+            a.text_cache,
+        )
     finally:
         if ranks is not None:
             dist.destroy_process_group()
@@ -149,6 +159,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     train_classes = read_classes(a.train_classes or Path(a.train_counts).parent)
     if counts["name"].tolist() != train_classes["name"].tolist():
         raise UserError(f"{a.train_counts} and its classes.tsv list different classes")
+    trim = read_json(a.train_manifest).get("tail") or {} if a.train_manifest else {}
+    tail = trim.get("wnids")
     summary, arrays = evaluate(
         cfg,
         a.model,
@@ -156,11 +168,15 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         train_classes,
         counts["count"].to_numpy(np.int64),
         resolve_device(a.device, cfg.recipe.gpus),
+        tail_wnids=tail,
     )
-    write_eval(a.out, cfg, summary, arrays, data.classes)
+    if trim:  # the trim's N and ceil (Fig. 8's axes)
+        summary["tail_n"], summary["tail_ceil"] = trim["n"], trim["ceil"]
+    write_eval(a.out, cfg, summary, arrays, data.classes, a.eval_dataset)
     log.info(
-        "run %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f",
+        "run %s on %s: top-1 %.3f, rho(freq, acc) %.3f, rho(freq, #pred) %.3f",
         cfg.run_id,
+        a.eval_dataset or cfg.eval_dataset,
         summary["top1"],
         summary["rho_acc"],
         summary["rho_pred"],
@@ -265,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path, help="writes model.pt, train_log.jsonl")
     s.add_argument("--ckpt-dir", required=True, type=Path, help="resumable checkpoints")
     s.add_argument("--text-checkpoint", help="model.pt holding the pre-trained text tower")
+    s.add_argument(
+        "--text-cache", help="folder keeping a frozen language model's caption states (reused)"
+    )
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     s.add_argument(
         "--threads", type=int, help="torch CPU threads (shared among a distributed run's processes)"
@@ -284,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True, type=Path, help="evaluation dataset folder")
     s.add_argument("--train-counts", required=True, help="label counts of the training variant")
     s.add_argument("--train-classes", help="its classes.tsv (default: beside --train-counts)")
+    s.add_argument(
+        "--train-manifest", help="the training variant's manifest.json (a trim's tail set)"
+    )
+    s.add_argument(
+        "--eval-dataset", help="the evaluation set's name (default: the run's default one)"
+    )
     s.add_argument("--out", required=True, type=Path, help="evaluation folder")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int)

@@ -128,8 +128,9 @@ def train_cost(config: dict, cfg: RunConfig) -> Cost:
     return Cost(rows, samples, hours, cfg.recipe.gpus, cfg.recipe.processes)
 
 
-def eval_cost(config: dict, cfg: RunConfig) -> Cost:
-    rows = dataset_rows(config, cfg.eval_dataset)
+def eval_cost(config: dict, cfg: RunConfig, dataset: str | None = None) -> Cost:
+    """The evaluation of run ``cfg`` on ``dataset`` (default: its default evaluation set)."""
+    rows = dataset_rows(config, dataset or cfg.eval_dataset)
     speed = throughput(config, cfg) * settings(config)["eval_speedup"]
     return Cost(rows, rows, rows / speed / 3600, min(1, cfg.recipe.gpus), 1)
 
@@ -163,17 +164,24 @@ def train_mem_mb(config: dict, cfg: RunConfig) -> int:
     model = res["params_m"].get(cfg.arch, 0.0) * 1e6 * 16 / 2**20
     in_memory = _in_memory_mb(config, cfg.dataset, rows)
     per_process = res["base_mb"] + workers * res["worker_mb"] + queued + model + in_memory
+    if (cfg.text_source or {}).get("hf_model"):  # a frozen language model's caption states:
+        # the run's rows and the cache being rewritten, float16, at most LM_WIDTH wide
+        per_process += 2 * rows * LM_WIDTH * 2 / 2**20
     return math.ceil(per_process * cfg.recipe.processes)
 
 
-def eval_mem_mb(config: dict, cfg: RunConfig) -> int:
+LM_WIDTH = 1024  # the widest pooled state of the language models in use (roberta-base: 768)
+
+
+def eval_mem_mb(config: dict, cfg: RunConfig, dataset: str | None = None) -> int:
     res = settings(config)
-    rows = dataset_rows(config, cfg.eval_dataset)
+    dataset = dataset or cfg.eval_dataset
+    rows = dataset_rows(config, dataset)
     workers = loader_workers(config, cfg)
     s = res["image_size"]
     batch_mb = 256 * 3 * s * s * 4 / 2**20
     model = res["params_m"].get(cfg.arch, 0.0) * 1e6 * 4 / 2**20
-    in_memory = _in_memory_mb(config, cfg.eval_dataset, rows)
+    in_memory = _in_memory_mb(config, dataset, rows)
     return math.ceil(
         res["base_mb"]
         + workers * (res["worker_mb"] + res["prefetch"] * batch_mb)
@@ -198,21 +206,30 @@ def loader_args(config: dict, cfg: RunConfig) -> str:
 def check(config: dict, runs: dict[str, RunConfig]) -> None:
     """Fail with one line if some run's cost cannot be planned (a throughput or row count
     missing)."""
+    from tailstudy import study
+
     for cfg in runs.values():
         train_cost(config, cfg)
-        eval_cost(config, cfg)
+        for dataset in study.eval_sets(config, cfg):
+            eval_cost(config, cfg, dataset)
+
+
+def eval_device_hours(config: dict, cfg: RunConfig) -> float:
+    """Device-hours of every evaluation of a run (each of its evaluation sets)."""
+    from tailstudy import study
+
+    return sum(eval_cost(config, cfg, d).device_hours for d in study.eval_sets(config, cfg))
 
 
 def plan_table(config: dict) -> list[dict]:
-    """One row per study and a total row: runs and device-hours (training + evaluation).
+    """One row per study and a total row: runs and device-hours (training + every evaluation).
     A run shared by studies counts in each study's row and once in the total."""
     from tailstudy import study
 
     table = study.expand(config)
     per_run = {}
     for rid, cfg in table.runs.items():
-        t, e = train_cost(config, cfg), eval_cost(config, cfg)
-        per_run[rid] = (cfg, t, e)
+        per_run[rid] = (cfg, train_cost(config, cfg), eval_device_hours(config, cfg))
 
     def row(name: str, runs: list[str]) -> dict:
         gpu = [r for r in runs if per_run[r][0].recipe.gpus]
@@ -221,11 +238,9 @@ def plan_table(config: dict) -> list[dict]:
             "runs": len(runs),
             "gpu_runs": len(gpu),
             "samples": sum(per_run[r][1].samples for r in runs),
-            "gpu_hours": sum(per_run[r][1].device_hours + per_run[r][2].device_hours for r in gpu),
+            "gpu_hours": sum(per_run[r][1].device_hours + per_run[r][2] for r in gpu),
             "cpu_hours": sum(
-                per_run[r][1].device_hours + per_run[r][2].device_hours
-                for r in runs
-                if r not in gpu
+                per_run[r][1].device_hours + per_run[r][2] for r in runs if r not in gpu
             ),
             "longest_run_h": max((per_run[r][1].hours for r in runs), default=0.0),
         }

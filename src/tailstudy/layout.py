@@ -51,10 +51,13 @@ RUN_TRAIN_LOG = f"{RUN}/train_log.jsonl"
 RUN_CKPT = f"{RUN}/ckpt"
 
 EVAL_ROOT = f"{RESULTS}/eval"
-EVAL = f"{EVAL_ROOT}/{{run}}"
+EVAL = f"{EVAL_ROOT}/{{run}}/{{dataset}}"  # one folder per (run, evaluation set)
 EVAL_SUMMARY = f"{EVAL}/summary.json"
 EVAL_PER_CLASS = f"{EVAL}/per_class.tsv"
-EVAL_CONFUSION = f"{EVAL}/confusion.npz"
+EVAL_METRICS = f"{EVAL}/metrics.npz"  # tailstudy.evaluate.outputs: the METHODS §5.5 contract
+
+CACHE = f"{RESULTS}/cache"
+TEXT_CACHE = f"{CACHE}/text/{{encoder}}"  # a frozen language model's caption states, by captions
 
 STUDY_TABLE = f"{RESULTS}/tables/{{study}}.tsv"
 FIGURE = f"{RESULTS}/figures/{{fig}}"  # .pdf, .png, .csv

@@ -163,6 +163,15 @@ class Pipeline:
             inputs["text"] = L.path(L.RUN_MODEL, run=dep)
         return inputs
 
+    def text_cache_arg(self, run: str) -> str:
+        """``--text-cache`` of a run with a frozen language-model text tower: the folder its
+        caption states are kept in, shared by the runs of that encoder."""
+        cfg = self.run(run)
+        if not (cfg.text_source or {}).get("hf_model"):
+            return ""
+        folder = L.path(L.TEXT_CACHE, encoder=cfg.recipe.text_encoder)
+        return f"--text-cache {shlex.quote(folder)}"
+
     def text_checkpoint_arg(self, run: str) -> str:
         text = self.train_inputs(run).get("text")
         return f"--text-checkpoint {text}" if text else ""
@@ -171,14 +180,28 @@ class Pipeline:
         """How ``train`` and ``evaluate`` read the run's splits (tailstudy.cost.loader_args)."""
         return cost.loader_args(self.config, self.run(run))
 
-    def eval_inputs(self, run: str) -> dict[str, str]:
+    def eval_sets(self, run: str) -> list[str]:
+        """A run's evaluation datasets, its default one first (``study.eval_sets``)."""
+        return study.eval_sets(self.config, self.run(run))
+
+    def eval_summaries(self, run: str) -> list[str]:
+        return [L.path(L.EVAL_SUMMARY, run=run, dataset=d) for d in self.eval_sets(run)]
+
+    def eval_inputs(self, run: str, dataset: str) -> dict[str, str]:
+        """What the (run, evaluation set) job reads; the variant's manifest names a trim's tail."""
         cfg = self.run(run)
+        if dataset not in self.eval_sets(run):
+            raise UserError(
+                f"run {run} is not evaluated on {dataset}; its evaluation sets: "
+                + ", ".join(self.eval_sets(run))
+            )
         return {
             "config": L.path(L.RUN_CONFIG, run=run),
             "model": L.path(L.RUN_MODEL, run=run),
-            "dataset": L.path(L.DATASET_MANIFEST, dataset=cfg.eval_dataset),
+            "dataset": L.path(L.DATASET_MANIFEST, dataset=dataset),
             "counts": L.path(L.VARIANT_COUNTS, variant=cfg.variant),
             "classes": L.path(L.VARIANT_CLASSES, variant=cfg.variant),
+            "manifest": L.path(L.VARIANT_MANIFEST, variant=cfg.variant),
         }
 
     def gpus(self, run: str) -> int:
@@ -206,8 +229,8 @@ class Pipeline:
         in-memory images of a small split)."""
         return cost.train_mem_mb(self.config, self.run(run))
 
-    def eval_mem_mb(self, run: str) -> int:
-        return cost.eval_mem_mb(self.config, self.run(run))
+    def eval_mem_mb(self, run: str, dataset: str) -> int:
+        return cost.eval_mem_mb(self.config, self.run(run), dataset)
 
     def train_runtime(self, run: str, attempt: int) -> int:
         """Minutes: rows × epochs ÷ the config's throughput, × safety + start-up (tailstudy.cost),
@@ -216,14 +239,16 @@ class Pipeline:
         base = cost.time_limit_min(self.config, cost.train_cost(self.config, self.run(run)))
         return min(base * attempt, MAX_RUNTIME)
 
-    def eval_runtime(self, run: str, attempt: int) -> int:
-        base = cost.time_limit_min(self.config, cost.eval_cost(self.config, self.run(run)))
+    def eval_runtime(self, run: str, dataset: str, attempt: int) -> int:
+        base = cost.time_limit_min(self.config, cost.eval_cost(self.config, self.run(run), dataset))
         return min(base * attempt, MAX_RUNTIME)
 
     # --- studies, figures, claims ----------------------------------------------------------
 
     def study_evals(self, name: str) -> list[str]:
-        return [L.path(L.EVAL_SUMMARY, run=r) for r in self.runs.studies[name]]
+        """Every evaluation summary of the study's runs (each run's default set gives its row,
+        the others further columns)."""
+        return [p for r in self.runs.studies[name] for p in self.eval_summaries(r)]
 
     def figure_tables(self, fig: str) -> list[str]:
         studies = self.config["figures"][fig].get("studies", [])
@@ -231,7 +256,7 @@ class Pipeline:
 
     def figure_evals(self, fig: str) -> list[str]:
         runs = study.figure_runs(self.config, self.runs, fig)
-        return [L.path(L.EVAL_PER_CLASS, run=r) for r in runs]
+        return [L.path(L.EVAL_PER_CLASS, run=r, dataset=self.run(r).eval_dataset) for r in runs]
 
     def figure_freq(self, fig: str) -> list[str]:
         return sorted(set(freq_plan.figure_tables(self.config, fig).values()))

@@ -19,6 +19,7 @@ from tailstudy.data.spec import check_spec, variant_chain
 from tailstudy.figures.kinds import RUNS as RUN_FIGURE
 from tailstudy.figures.kinds import check_needs, kind_of
 from tailstudy.io import UserError
+from tailstudy.models import language
 from tailstudy.train import objectives
 
 RUN_ID = re.compile(r"^[a-z0-9-]+(_[a-z0-9-]+)*$")
@@ -66,6 +67,17 @@ def check(config: dict) -> None:
     ev = config.get("evaluation", {}).get("dataset")
     if ev not in datasets:
         raise UserError(f"evaluation.dataset {ev!r} is not a declared dataset")
+    also = [("evaluation.also", a) for a in config.get("evaluation", {}).get("also", [])]
+    for v, spec in variants.items():
+        also += [
+            (f"variant {v}: evaluation.also", a) for a in spec.get("evaluation", {}).get("also", [])
+        ]
+    for where, a in also:
+        if a["dataset"] not in datasets:
+            raise UserError(f"{where} names {a['dataset']!r}, which is not a declared dataset")
+        for r in a.get("recipes", []):
+            if r not in config.get("recipes", {}):
+                raise UserError(f"{where} names unknown recipe {r!r}")
     for name in config.get("recipes", {}):
         r = resolve_recipe(config, name)
         recipe_from_dict(r, name)  # types and unknown keys
@@ -116,6 +128,21 @@ def variant_eval_dataset(config: dict, variant: str) -> str:
     return own or config["evaluation"]["dataset"]
 
 
+def eval_sets(config: dict, cfg: RunConfig) -> list[str]:
+    """The evaluation datasets of a run: its default one first (``cfg.eval_dataset``), then
+    those of the variant's ``evaluation.also`` (else the global one) that apply to its
+    objective and recipe."""
+    own = config["variants"][cfg.variant].get("evaluation", {})
+    also = own["also"] if "also" in own else config["evaluation"].get("also", [])
+    out = [cfg.eval_dataset]
+    for a in also:
+        fits = cfg.objective in a.get("objectives", [cfg.objective])
+        fits = fits and cfg.recipe_name in a.get("recipes", [cfg.recipe_name])
+        if fits and a["dataset"] not in out:
+            out.append(a["dataset"])
+    return out
+
+
 def _check_recipe_fits(config: dict, model: str, recipe: str, where: str) -> None:
     objective = config["models"][model]["objective"]
     r = resolve_recipe(config, recipe)
@@ -124,9 +151,26 @@ def _check_recipe_fits(config: dict, model: str, recipe: str, where: str) -> Non
         raise UserError(
             f"{where}: recipe {recipe} sets {', '.join(bad)}, which a {objective} model ignores"
         )
-    needs_text = objectives.get(objective).needs_text_encoder(recipe_from_dict(r, recipe))
+    rec = recipe_from_dict(r, recipe)
+    needs_text = objectives.get(objective).needs_text_encoder(rec)
     if needs_text and not r.get("text_encoder"):
         raise UserError(f"{where}: recipe {recipe} needs a text_encoder for its frozen text/head")
+    if needs_text:
+        kind = text_encoder_kind(config["text_encoders"][r["text_encoder"]])
+        wanted = objectives.get(objective).text_encoder_kind(rec)
+        if kind != wanted:
+            raise UserError(
+                f"{where}: recipe {recipe} ({objective}) needs a {wanted} text encoder, but "
+                f"text_encoder {r['text_encoder']} is a {kind}"
+            )
+        spec = config["text_encoders"][r["text_encoder"]]
+        if "hf_model" in spec:  # checked where a study trains with it
+            language.check(r["text_encoder"], spec["hf_model"])
+
+
+def text_encoder_kind(spec: dict) -> str:
+    """``language model`` (hf_model) or ``CLIP text tower`` (a run, an open_clip model)."""
+    return "language model" if "hf_model" in spec else "CLIP text tower"
 
 
 @dataclass
@@ -162,6 +206,12 @@ def _make_run(config: dict, variant: str, model: str, recipe: str, seed: int) ->
         if "run" in enc:
             ref = enc["run"]
             text_source = {"run": run_id(ref["variant"], ref["model"], ref["recipe"], ref["seed"])}
+        elif "hf_model" in enc:
+            text_source = {
+                "hf_model": enc["hf_model"],
+                "pooler": enc.get("pooler", "mean_pooler"),
+                "proj": enc.get("proj", "mlp"),
+            }
         else:
             text_source = {"open_clip": enc["open_clip"], "pretrained": enc["pretrained"]}
     caption = v.get("captions", {})

@@ -41,10 +41,11 @@ rule train_model:
     params:
         text=by(P.text_checkpoint_arg, "run"),
         loader=by(P.loader_args, "run"),
+        text_cache=by(P.text_cache_arg, "run"),
         out=L.RUN,
         ckpt=L.RUN_CKPT,
     shell:
         "python -m tailstudy train --config {input.config} --index {input.index}"
         " --classes {input.classes} --dataset $(dirname {input.dataset}) {params.text}"
-        " --out {params.out} --ckpt-dir {params.ckpt} {params.loader}"
+        " {params.text_cache} --out {params.out} --ckpt-dir {params.ckpt} {params.loader}"
         " --threads {threads} > {log} 2>&1"

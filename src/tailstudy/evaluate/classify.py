@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from tailstudy.concepts import names_for
 from tailstudy.config import RunConfig
 from tailstudy.data.loader import InMemorySet
-from tailstudy.evaluate.metrics import confusion_matrix, per_class, summarize, train_positions
+from tailstudy.evaluate.metrics import confusion_matrix, neural_collapse, train_positions
+from tailstudy.evaluate.outputs import metrics_arrays, metrics_summary
 from tailstudy.io import UserError
 from tailstudy.train import objectives
 
@@ -58,10 +59,15 @@ def evaluate(
     train_counts: np.ndarray,
     device,
     batch=512,
+    tail_wnids=None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Return (summary, arrays) where arrays hold the confusion matrix and per-class stats over
-    the evaluation classes; ``train_classes`` / ``train_counts`` are the run's label space and
-    training-set counts, aligned to the evaluation classes by wnid."""
+    """Return (summary, arrays): ``arrays`` the contents of ``metrics.npz`` over the evaluation
+    classes (METHODS §5.5: confusion, acc, pred, the neural-collapse metrics of the
+    un-normalised image features against the classifier's class vectors, top-1, top-5, freq),
+    ``summary`` their statistics (``outputs.metrics_summary``). ``train_classes`` /
+    ``train_counts`` are the run's label space and training-set counts, aligned to the
+    evaluation classes by wnid; ``tail_wnids`` (a trimmed variant's T_N) splits the accuracy
+    into head & mid and tail (§5.6) over the evaluation classes among them."""
     c = data.num_classes
     if len(train_counts) != len(train_classes):
         raise UserError(
@@ -76,19 +82,32 @@ def evaluate(
     on_cuda = torch.device(device).type == "cuda"
     if on_cuda:
         model.to(memory_format=torch.channels_last)
-    preds, top5 = [], 0
-    for x, y in data.eval_batches(batch, clf.resize):
+    preds, feats, ys, top5 = [], [], [], 0
+    for step, (x, y) in enumerate(data.eval_batches(batch, clf.resize)):
         if on_cuda:
             x = (x if x.is_pinned() else x.pin_memory()).to(device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
-        f = F.normalize(clf.encode(x.to(device)), dim=-1)
-        logits = 100.0 * f @ clf.weights
+        h = clf.encode(x.to(device)).float()
+        feats.append(h.cpu().numpy())
+        logits = 100.0 * F.normalize(h, dim=-1) @ clf.weights.float()
         k = min(5, c)
         topk = logits.topk(k, dim=-1).indices.cpu()
         top5 += int((topk == y[:, None]).any(1).sum())
         preds.append(topk[:, 0])
+        ys.append(y)
+        if step % 20 == 0:
+            seen = sum(map(len, ys))
+            log.info("run %s: %d/%d images evaluated", cfg.run_id, seen, len(data))
     preds = torch.cat(preds).numpy()
-    conf = confusion_matrix(data.labels.numpy(), preds, c)
-    summary = summarize(conf, freq, top5)
-    pc = per_class(conf)
-    return summary, {"confusion": conf, "acc": pc["acc"], "pred": pc["pred"], "freq": freq}
+    labels = torch.cat(ys).numpy()  # in the order the batches came (features, predictions)
+    conf = confusion_matrix(labels, preds, c)
+    nc = neural_collapse(np.concatenate(feats), labels, clf.weights.float().cpu().numpy())
+    arrays = metrics_arrays(conf, top5 / max(1, len(data)), nc, freq)
+    tail = None
+    if tail_wnids is not None:
+        is_tail = set(tail_wnids)
+        tail = np.flatnonzero([w in is_tail for w in data.classes["wnid"]]).astype(np.int64)
+    summary = metrics_summary(arrays, tail)
+    summary["top5_micro"] = arrays["top5"]
+    summary["n_train"] = int(np.sum(train_counts))  # the training set's size (Fig. 5's x)
+    return summary, arrays

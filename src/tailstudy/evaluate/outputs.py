@@ -82,10 +82,15 @@ def write_metrics(
     factors, added); each file appears complete or not at all. Returns the summary."""
     arrays = metrics_arrays(confusion, top5, nc, freq)
     summary = {**(extra or {}), **metrics_summary(arrays, tail)}
-    with atomic_path(npz_path, suffix=".npz") as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
+    save_arrays(npz_path, arrays)
     write_json(summary_path, summary)
     return summary
+
+
+def save_arrays(npz_path: str | Path, arrays: dict) -> None:
+    """Write :func:`metrics_arrays`'s contents as ``metrics.npz`` (complete or not at all)."""
+    with atomic_path(npz_path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **{k: arrays[k] for k in METRICS_KEYS})
 
 
 def read_metrics(npz_path: str | Path) -> dict:

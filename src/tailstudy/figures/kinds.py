@@ -29,6 +29,8 @@ class FigureKind:
 KINDS: dict[str, FigureKind] = {
     "descriptiveness": FigureKind(RUNS, "descriptiveness:plot", ("studies",)),
     "pearson-spearman": FigureKind(RUNS, "pearson_spearman:plot", ("studies",)),
+    "scale": FigureKind(RUNS, "scale:plot", ("studies",)),
+    "tail-trim": FigureKind(RUNS, "tail_trim:plot", ("studies",)),
     "frequency-ranks": FigureKind(FREQUENCY, "frequency:ranks", ("panels", "rank_by"), True),
     "label-curves": FigureKind(FREQUENCY, "frequency:label_curves", ("corpora",), True),
     "frequency-correlation": FigureKind(FREQUENCY, "frequency:correlation", ("corpora",)),

@@ -7,11 +7,21 @@ Each selected series uses its lowest-seed run; panels show per-class points agai
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from tailstudy import layout as L
 from tailstudy.analysis.claims import select
 from tailstudy.evaluate.metrics import pearson, pearson_log, spearman
 from tailstudy.io import UserError
+
+
+def per_class_path(eval_root, run: str, dataset: str) -> Path:
+    """``per_class.tsv`` of a run's evaluation on ``dataset`` under ``eval_root``
+    (``layout.EVAL_PER_CLASS``)."""
+    rel = Path(L.EVAL_PER_CLASS).relative_to(L.EVAL_ROOT)
+    return Path(eval_root) / str(rel).format(run=run, dataset=dataset)
 
 
 def plot(table: pd.DataFrame, spec: dict, eval_root):
@@ -25,8 +35,8 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
         rows = select(table, flt).sort_values("seed")
         if rows.empty:
             raise UserError(f"figure series {label}: no run matches {flt}")
-        run = rows.iloc[0]["run_id"]
-        pc = pd.read_csv(eval_root / run / "per_class.tsv", sep="\t")
+        run, dataset = rows.iloc[0]["run_id"], rows.iloc[0]["eval_dataset"]
+        pc = pd.read_csv(per_class_path(eval_root, run, dataset), sep="\t")
         pc.insert(0, "series", label)
         pc.insert(1, "run_id", run)
         frames.append(pc)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tailstudy.models import language
+
 log = logging.getLogger("tailstudy.models")
 
 # Text-tower parameters of an open_clip CLIP (the "head" that frozen/init modes load).
@@ -216,3 +218,86 @@ def create_sl(
     clip = create_clip(arch, quick_gelu)
     dim = clip.text_projection.shape[1] if prototypes is None else prototypes.shape[1]
     return PrototypeClassifier(clip.visual, num_classes, dim, prototypes)
+
+
+# --- frozen pre-trained language model as the text tower (METHODS §4.3 frozen_roberta) -------
+
+HF_CONTEXT = 77  # tokens, as the paper's RoBERTa tokenizer
+
+
+def create_lm_clip(arch: str, source: dict, pretrained: bool = True) -> nn.Module:
+    """An open_clip ``CustomTextCLIP``: the vision tower of ``arch`` and open_clip's HF text tower
+    over the language model ``source["hf_model"]`` (pooling ``source["pooler"]``, projection
+    ``source["proj"]`` to ``arch``'s embedding size; the MLP is width→(width+embed)/2→embed,
+    GELU, no bias). The language model, LayerNorms included, is frozen; the projection trains.
+    ``pretrained=False`` builds the language model from its config only (weights loaded after)."""
+    import open_clip
+
+    register_presets()
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise ValueError(f"unknown architecture {arch!r}; open_clip knows e.g. RN50, RN-tiny")
+    path = language.model_path(source["hf_model"])
+    text_cfg = {
+        "hf_model_name": path,
+        "hf_tokenizer_name": path,
+        "hf_model_pretrained": pretrained,
+        "hf_pooler_type": source.get("pooler", "mean_pooler"),
+        "hf_proj_type": source.get("proj", "mlp"),
+        "context_length": HF_CONTEXT,
+    }
+    model = open_clip.CustomTextCLIP(cfg["embed_dim"], cfg["vision_cfg"], text_cfg)
+    model.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
+    return model
+
+
+def lm_tokenizer(source: dict):
+    """open_clip's tokenizer of the language model (its own vocabulary, context 77)."""
+    from open_clip.tokenizer import HFTokenizer
+
+    return HFTokenizer(language.model_path(source["hf_model"]), context_length=HF_CONTEXT)
+
+
+@torch.no_grad()
+def lm_pooled_states(
+    model: nn.Module, tokens: torch.Tensor, batch: int = 256, device=None, progress=None
+) -> torch.Tensor:
+    """The frozen language model's pooled caption states (before the trained projection):
+    what the projection sees, computed once instead of at every step (N × width, float32)."""
+    text = model.text
+    device = device or next(text.parameters()).device
+    was_training = text.training
+    text.eval()  # a frozen model: no dropout
+    # batches of similar length, cut after their longest caption: the padding the tokenizer
+    # adds up to the context length is masked out of attention and pooling, so cutting it
+    # changes nothing but the cost
+    lengths = (tokens != text.config.pad_token_id).sum(1)
+    order = torch.argsort(lengths, stable=True)
+    out = torch.zeros(len(tokens), text.config.hidden_size)
+    for i in range(0, len(tokens), batch):
+        idx = order[i : i + batch]
+        width = max(1, int(lengths[idx].max()))
+        x = tokens[idx, :width].to(device)
+        mask = (x != text.config.pad_token_id).long()
+        states = text.transformer(input_ids=x, attention_mask=mask)
+        out[idx] = text.pooler(states, mask).float().cpu()
+        if progress:
+            progress(min(i + batch, len(tokens)), len(tokens))
+    text.train(was_training)
+    return out
+
+
+class LMText(nn.Module):
+    """A frozen-LM CLIP's text side for open_clip's zero-shot classifier: ``encode_text``
+    through :func:`lm_pooled_states` (padding cut) and the trained projection."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @torch.no_grad()
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        device = next(self.model.text.proj.parameters()).device
+        pooled = lm_pooled_states(self.model, tokens.cpu(), device=device).to(device)
+        out = self.model.text.proj(pooled)
+        return F.normalize(out, dim=-1) if normalize else out

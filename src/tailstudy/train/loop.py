@@ -67,8 +67,12 @@ def fit(
     device: str = "auto",
     keep_ckpt: bool = False,
     ranks: Ranks | None = None,
+    text_cache: str | None = None,
 ) -> list[dict]:
     """Train one run; writes ``out_dir/model.pt`` and ``out_dir/train_log.jsonl``.
+
+    ``text_cache``: a folder where a frozen language-model text tower's caption states are
+    kept between runs (computed once per encoder and caption set).
 
     ``ranks``: this process's rank in an initialised process group when the recipe is
     ``distributed`` (``tailstudy train`` launches the processes); None for a single process.
@@ -85,6 +89,7 @@ def fit(
     kind = objectives.get(cfg.objective)
     steps_per_epoch = plan_steps(cfg, len(data), kind.drop_last, ranks)
     objective = kind(cfg, ranks, steps_per_epoch)
+    objective.text_cache = text_cache
     total = r.epochs * steps_per_epoch
     class_names = data.classes["name"].tolist()
 

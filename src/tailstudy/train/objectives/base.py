@@ -90,6 +90,11 @@ class Objective:
         return False
 
     @classmethod
+    def text_encoder_kind(cls, recipe: Recipe) -> str:
+        """What ``text_encoder`` must name (``tailstudy.study.text_encoder_kind``)."""
+        return "CLIP text tower"
+
+    @classmethod
     def run_factors(cls, recipe: Recipe) -> dict[str, Any]:
         """This objective's run-table columns (keys of ``factor_blanks``) for ``recipe``."""
         return {}

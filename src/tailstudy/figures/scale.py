@@ -1,0 +1,71 @@
+"""Fig. 5: training-set scale and text encoder.
+
+x = the training set's size (rows, log axis); panels (a) top-1, (b) ρ(freq, acc), (c) mean NC1,
+(d) mean NC2_M of the default evaluation set. CLIP runs are lines coloured by text-tower mode
+(the recipe's label); SL runs are black ✖ (one per recipe, dashed where several sizes). Each
+point is the mean over seeds.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import seaborn as sns
+
+from tailstudy.io import UserError
+
+PANELS = (
+    ("top1", "(a) top-1"),
+    ("rho_acc", "(b) corr. freq vs acc"),
+    ("mean_nc1", "(c) mean NC1"),
+    ("mean_nc2_M", "(d) mean NC2$_M$"),
+)
+
+
+def series(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds of every (objective, recipe, training size) arm."""
+    stats = [s for s, _ in PANELS]
+    missing = [c for c in ("n_train", *stats) if c not in table.columns]
+    if missing:
+        raise UserError(
+            f"the scale plot needs {', '.join(missing)} in the study table: "
+            "re-run the evaluations of its runs"
+        )
+    keys = ["objective", "recipe", "recipe_label", "n_train"]
+    g = table.groupby(keys, dropna=False)
+    out = g[stats].mean().reset_index()
+    out["n_seeds"] = g.size().to_numpy()
+    return out.sort_values(["objective", "recipe", "n_train"]).reset_index(drop=True)
+
+
+def plot(table: pd.DataFrame, spec: dict, eval_root):
+    import matplotlib.pyplot as plt
+
+    data = series(table)
+    clip = data[data["objective"] != "sl"]
+    sl = data[data["objective"] == "sl"]
+    modes = list(dict.fromkeys(clip["recipe_label"]))
+    colours = dict(zip(modes, sns.color_palette("tab10", len(modes)), strict=True))
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.6))
+    for ax, (stat, title) in zip(axes, PANELS, strict=True):
+        for mode in modes:
+            d = clip[clip["recipe_label"] == mode]
+            ax.plot(d["n_train"], d[stat], marker="o", color=colours[mode], label=f"CLIP {mode}")
+        for label, d in sl.groupby("recipe_label", sort=False):
+            ax.plot(
+                d["n_train"],
+                d[stat],
+                marker="X",
+                ms=9,
+                color="k",
+                ls="--" if len(d) > 1 else "none",
+                label=f"SL {label}",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("training-set size (images)")
+        ax.set_title(title)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8
+    )
+    fig.tight_layout()
+    return fig, data
