@@ -35,7 +35,7 @@ def test_plan_counts_every_run_and_sums_the_formula(config):
     table = study.expand(config)
     rows = {r["study"]: r for r in cost.plan_table(config)}
     total = rows.pop("all (distinct runs)")
-    assert total["runs"] == len(table.runs) == 154
+    assert total["runs"] == len(table.runs) == 160
     assert {s: r["runs"] for s, r in rows.items()} == {s: len(v) for s, v in table.studies.items()}
     # one run by hand: IN-Caps, CLIP, 32 epochs on 4 GPUs at 800 images/s each
     cfg = table.runs["incaps-full_clip_clip_s0"]

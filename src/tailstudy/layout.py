@@ -56,6 +56,12 @@ EVAL_SUMMARY = f"{EVAL}/summary.json"
 EVAL_PER_CLASS = f"{EVAL}/per_class.tsv"
 EVAL_CONFUSION = f"{EVAL}/confusion.npz"
 
+PROBE_ROOT = f"{RESULTS}/probe"
+PROBE_FEATURES = f"{PROBE_ROOT}/{{run}}/features"  # <dataset>-<split>.npz, once per run
+PROBE_FEATURE = f"{PROBE_FEATURES}/{{dataset}}-{{split}}.npz"
+PROBE_RESULT = f"{PROBE_ROOT}/{{run}}/{{dataset}}.json"
+PROBE_TABLE = f"{RESULTS}/tables/probe/{{study}}.tsv"
+
 STUDY_TABLE = f"{RESULTS}/tables/{{study}}.tsv"
 FIGURE = f"{RESULTS}/figures/{{fig}}"  # .pdf, .png, .csv
 FIGURE_EXTS = ("pdf", "png", "csv")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tailstudy.evaluate.probe import SPLITS
 from tailstudy.io import UserError, atomic_path
 
 log = logging.getLogger("tailstudy.evaluate")
@@ -37,7 +38,6 @@ log = logging.getLogger("tailstudy.evaluate")
 METRICS = ("top1", "mean_per_class", "map11")
 #: regularisation strengths λ (C = 1/λ), in the order the path is run
 LAMBDAS = np.logspace(-6, 5, 45)
-SPLITS = ("train", "val", "test")
 
 
 # ---- metrics -------------------------------------------------------------------------------------
