@@ -33,7 +33,7 @@ def test_dry_run_job_counts_for_the_embedded_config(workdir):
     assert job_counts(out) == {
         # 14 + 14 + 12 runs, 4 shared, + the pre-training run; 7 DINO runs (1 + 2 arms x 3 seeds)
         "write_run_config": 37 + 7,
-        "write_spec": 35,  # 7 datasets, 17 variants, 11 figures, claims
+        "write_spec": 36,  # 7 datasets, 17 variants, 11 figures, claims
         "build_dataset": 7,  # incaps, val, pretrain, web, the 3 transfer tasks
         "build_variant": 17,  # 9 caption variants, pretrain, web-cls and its 5 fractions, incaps-f4
         "train_model": 37 + 7,
