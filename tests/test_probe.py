@@ -138,7 +138,7 @@ def test_pipeline_wires_dino_studies_to_probes(config):
     assert p.probe_studies == ["dino-transfer"] and "dino-transfer" not in p.eval_studies
     assert len(p.probe_runs) == 7
     run = p.probe_runs[0]
-    assert len(p.probe_feature_files(run)) == 3 * 3
+    assert len(p.probe_feature_files(run)) == 2 * 3  # transfer tasks x splits
     assert p.probe_inputs(run, "probe-shape")["features"] == [
         L.path(L.PROBE_FEATURE, run=run, dataset="probe-shape", split=s)
         for s in ("train", "val", "test")

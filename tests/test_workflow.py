@@ -33,13 +33,13 @@ def test_dry_run_job_counts_for_the_embedded_config(workdir):
     assert job_counts(out) == {
         # 14 + 14 + 12 runs, 4 shared, + the pre-training run; 7 DINO runs (1 + 2 arms x 3 seeds)
         "write_run_config": 37 + 7,
-        "write_spec": 36,  # 7 datasets, 17 variants, 11 figures, claims
-        "build_dataset": 7,  # incaps, val, pretrain, web, the 3 transfer tasks
+        "write_spec": 35,  # 6 datasets, 17 variants, 11 figures, claims
+        "build_dataset": 6,  # incaps, val, pretrain, web, the 2 transfer tasks
         "build_variant": 17,  # 9 caption variants, pretrain, web-cls and its 5 fractions, incaps-f4
         "train_model": 37 + 7,
         "evaluate_run": 36,  # the pre-training run is a dependency, not a study run; DINO runs
         "probe_features": 7,  # are probed instead: features once per run,
-        "linear_probe": 7 * 3,  # one probe per (run, transfer task)
+        "linear_probe": 7 * 2,  # one probe per (run, transfer task)
         "collect_study": 3,
         "collect_probes": 1,
         "wordnet": 1,
