@@ -48,6 +48,24 @@ def _long(table: pd.DataFrame, spec: dict) -> tuple[list[str], dict[str, pd.Seri
     return datasets, arms, labels
 
 
+def _colours(table: pd.DataFrame, spec: dict, arms: list[str]) -> dict:
+    """As the paper's Fig. 10: arms subsampling the prototypes in blue shades, vanilla arms (all
+    prototypes every iteration) in orange shades."""
+    import matplotlib.pyplot as plt
+
+    flt = _arms(table, spec)
+    vanilla = {}
+    for a in arms:
+        rows = select(table, flt[a])
+        vanilla[a] = "sample_num" in rows and bool((rows["sample_num"] == rows["prototypes"]).all())
+    out = {}
+    for is_vanilla, cmap in ((False, "Blues"), (True, "Oranges")):
+        group = [a for a in arms if vanilla[a] == is_vanilla]
+        shades = plt.get_cmap(cmap)(np.linspace(0.45, 0.9, max(len(group), 1)))
+        out.update(zip(group, shades, strict=False))
+    return out
+
+
 def delta(table: pd.DataFrame, spec: dict, eval_root=None):
     """Fig. 10: grouped bars, one group per transfer set (and Avg), one bar per arm."""
     import matplotlib.pyplot as plt
@@ -67,14 +85,14 @@ def delta(table: pd.DataFrame, spec: dict, eval_root=None):
     x = np.arange(len(cols))
     width = 0.8 / len(arms)
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(cols) * max(1, len(arms) / 3), 3.2))
-    colours = plt.get_cmap("Blues")(np.linspace(0.45, 0.95, len(arms)))
+    colours = _colours(table, spec, list(arms))
     for i, (a, s) in enumerate(arms.items()):
         ax.bar(
             x + (i - (len(arms) - 1) / 2) * width,
             [s[d] - base[d] for d in cols],
             width,
             label=a,
-            color=colours[i],
+            color=colours[a],
         )
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, [labels.get(d, d) for d in cols], rotation=45, ha="right")
