@@ -86,7 +86,7 @@ def test_plan_cost_cli(capsys, tmp_path, config):
     assert main(["plan", "--cost", "--configfile", str(PAPER)]) == 0
     out = capsys.readouterr().out
     total = next(ln for ln in out.splitlines() if ln.startswith("all (distinct runs)"))
-    assert total.split()[3] == "154"
+    assert total.split()[3] == "160"
     assert "trimmed-tail" in out and "images/s per device" in out
     bad = copy.deepcopy(config)
     del bad["resources"]["throughput"]["RN50"]["sl"]
