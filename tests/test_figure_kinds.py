@@ -9,7 +9,7 @@ import yaml
 
 from tailstudy import study
 from tailstudy.figures import drawer
-from tailstudy.figures.kinds import FREQUENCY, KINDS, RUNS
+from tailstudy.figures.kinds import FREQUENCY, KINDS, PROBES, RUNS
 from tailstudy.freq import plan as freq_plan
 from tailstudy.io import UserError
 
@@ -26,7 +26,7 @@ def test_schema_plot_enum_is_the_registry():
 @pytest.mark.parametrize("plot", list(KINDS))
 def test_every_kind_draws(plot):
     assert callable(drawer(plot))
-    assert KINDS[plot].source in (RUNS, FREQUENCY)
+    assert KINDS[plot].source in (RUNS, FREQUENCY, PROBES)
 
 
 def test_unknown_kind_is_one_line():

@@ -17,6 +17,7 @@ from tailstudy.io import Stopped
 from tailstudy.train import objectives, stop
 from tailstudy.train.objectives.base import Objective, one_crop
 from tailstudy.train.objectives.clip import CLIP
+from tailstudy.train.objectives.dino import DINO
 from tailstudy.train.objectives.sl import SL
 from tailstudy.train.vocab import subsample_vocabulary
 
@@ -113,20 +114,22 @@ def test_registry_is_what_the_schema_and_the_run_table_use():
     )
     model = schema["properties"]["models"]["additionalProperties"]
     assert model["properties"]["objective"]["enum"] == list(objectives.OBJECTIVES)
-    assert objectives.foreign_keys("clip") == SL.recipe_keys
-    assert objectives.foreign_keys("sl") == CLIP.recipe_keys
+    assert objectives.foreign_keys("clip") == SL.recipe_keys + DINO.recipe_keys
+    assert objectives.foreign_keys("sl") == CLIP.recipe_keys + DINO.recipe_keys
     r = run_config("sl", vocab_size=5).recipe
     assert objectives.run_factors("sl", r) == {
         "text_tower": "",
         "head": "random",
         "vocab_size": 5,
         "vocab_weighting": "linear",
+        "prototypes": 0,
+        "sample_num": 0,
     }
     assert list(objectives.run_factors("clip", r)) == list(objectives.run_factors("sl", r))
     assert CLIP.needs_text_encoder(run_config("clip", text_tower="init").recipe)
     assert not SL.needs_text_encoder(run_config("sl").recipe)
-    with pytest.raises(Exception, match="unknown objective 'dino'; expected one of clip, sl"):
-        objectives.get("dino")
+    with pytest.raises(Exception, match="unknown objective 'mae'; expected one of clip, sl, dino"):
+        objectives.get("mae")
 
 
 # ---- a third objective through fit: extra checkpoint state, an EMA copy, its own export

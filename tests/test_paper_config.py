@@ -43,6 +43,8 @@ SL_RUNS = {
     "laionet-threshold": 2,  # S9
     "trimmed-tail": 36,  # S10
 }
+DINO_RUNS = {"dino-transfer": 6}  # D1-D6
+TRANSFER_SETS = 11  # METHODS §1.4's 12 but Birdsnap (a URL list, not built yet)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,8 @@ def test_paper_config_is_valid_and_declares_the_grid(config):
     )
     assert {s: n for (s, o), n in by.items() if o == "clip"} == CLIP_RUNS
     assert {s: n for (s, o), n in by.items() if o == "sl"} == SL_RUNS
-    assert len(table.runs) == 160 >= 143  # no run is shared between studies
+    assert {s: n for (s, o), n in by.items() if o == "dino"} == DINO_RUNS
+    assert len(table.runs) == 166 >= 143 + 6  # no run is shared between studies
     assert all(cfg.arch == "RN50" and cfg.scale == "paper" for cfg in table.runs.values())
     # IN-Caps-100 and IN-Caps (10%) runs are evaluated on the ImageNet-100 classes
     evals = {cfg.variant: cfg.eval_dataset for cfg in table.runs.values()}
@@ -73,13 +76,14 @@ def test_paper_config_is_valid_and_declares_the_grid(config):
     # three seeds triple every run (the paper's "roughly 400" controlled runs)
     three = copy.deepcopy(config)
     three["seeds"] = [0, 1, 2]
-    assert len(study.expand(three).runs) == 3 * 160
+    assert len(study.expand(three).runs) == 3 * 166
     # the frozen-RoBERTa runs: open_clip's HF tower over roberta-base
     lm = [c for c in table.runs.values() if c.recipe.text_tower == "frozen-lm"]
     assert len(lm) == 6 and all(c.text_source["hf_model"] == "roberta-base" for c in lm)
     assert {c.variant for c in lm} == {f"laionet-f{k}" for k in (1, 2, 4, 8, 16, 32)}
     # evaluation sets (§6.1): IN val, CLIP also IN-V2; IN-100 runs on IN-100 val only; E1
-    sets = collections.Counter(tuple(study.eval_sets(config, c)) for c in table.runs.values())
+    evaluated = [c for c in table.runs.values() if c.objective != "dino"]  # DINO: probes
+    sets = collections.Counter(tuple(study.eval_sets(config, c)) for c in evaluated)
     assert sets == {
         ("imagenet-val", "imagenet-v2"): 84 - 1,  # every CLIP run on 1000 classes but E1's
         ("imagenet-val",): 68 - 1,  # SL runs on 1000 classes but E1's
@@ -87,24 +91,63 @@ def test_paper_config_is_valid_and_declares_the_grid(config):
         ("imagenet-val", "imagenet-v2", "imagenet100-val"): 1,  # E1: CLIP incaps-full frozen
         ("imagenet-val", "imagenet100-val"): 1,  # E1: SL incaps-full frozen head
     }
+    # D2-D6: prototypes and subset sizes of METHODS §6.1; the vanilla-65536 runs freeze the
+    # prototypes for their first epoch (§8.15)
+    dino = {
+        (c.variant, c.factors["prototypes"], c.factors["sample_num"]): c.recipe.dino
+        for c in table.runs.values()
+        if c.objective == "dino"
+    }
+    assert sorted(dino) == sorted(
+        [("imagenet-train", 65536, 65536), ("laionet-f1", 65536, 65536)]
+        + [("laionet-f1", 16384, 16384)]
+        + [("laionet-f1", 65536, k) for k in (1024, 4096, 16384)]
+    )
+    assert {k: d.get("freeze_last_layer") for k, d in dino.items()}[
+        ("laionet-f1", 65536, 65536)
+    ] == 1
+    assert dino[("laionet-f1", 65536, 4096)]["freeze_last_layer"] == 0
 
 
 def test_paper_dry_run_plans_every_job(workdir):
     res = smk(workdir, "-n", "all", configfile=PAPER, replace=True)
     counts = job_counts(res.stdout)
-    assert counts["train_model"] == counts["write_run_config"] == 160
-    assert counts["evaluate_run"] == 160 + 84 + 2  # + ImageNetV2 of CLIP runs, + E1
-    assert counts["collect_study"] == 10
-    assert counts["render_figure"] == 11
-    assert counts["build_variant"] == 37
+    assert counts["train_model"] == counts["write_run_config"] == 166
+    assert counts["evaluate_run"] == 160 + 84 + 2  # + ImageNetV2 of CLIP runs, + E1; DINO: probes
+    assert counts["collect_study"] == 10 and counts["collect_probes"] == 1
+    assert counts["probe_features"] == 6  # once per DINO run
+    assert counts["linear_probe"] == 6 * TRANSFER_SETS
+    assert counts["render_figure"] == 13
+    assert counts["build_variant"] == 38
     # the data rules: 4 local image sets; LAIONet per metadata part; -Cls per caption file; the
     # three downloaded sets (16 URL slices each by default)
-    assert counts["build_local_dataset"] == 4
+    assert counts["build_local_dataset"] == 5 + TRANSFER_SETS
     assert counts["laionet_label"] == counts["laionet_similarity"] == 32
     assert counts["laionet_lemmas"] == counts["laionet_filter"] == 1
     assert counts["cls_match"] == counts["cls_urls"] == 2
     assert counts["download_manifest"] == counts["build_downloaded_dataset"] == 3
     assert counts["download_shard"] == 3 * 16
+
+
+def test_dino_jobs_ask_for_their_gpus(workdir, config):
+    """Fig. 10 plans D1-D6 on 8 GPUs each, one feature job per run on one GPU, and the 6 × 11
+    linear probes on the CPU."""
+    res = smk(
+        workdir, "-n", "results/figures/fig10-dino-transfer.pdf", configfile=PAPER, replace=True
+    )
+    blocks = res.stdout.split("\nrule ")[1:]
+
+    def gpus(rule):
+        found = [b for b in blocks if b.startswith(f"{rule}:")]
+        return [int(m.group(1)) if (m := re.search(r"\bgpu=(\d+)", b)) else 0 for b in found]
+
+    assert planned_jobs(res.stdout, "train_model") == set(
+        study.expand(config).studies["dino-transfer"]
+    )
+    assert gpus("train_model") == [8] * 6
+    assert gpus("probe_features") == [1] * 6
+    assert gpus("linear_probe") == [0] * 6 * TRANSFER_SETS
+    assert "evaluate_run" not in job_counts(res.stdout)
 
 
 def test_one_figure_plans_only_its_runs(workdir, config):

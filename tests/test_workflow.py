@@ -31,17 +31,21 @@ def test_lint_and_format_are_clean(workdir):
 def test_dry_run_job_counts_for_the_embedded_config(workdir):
     out = smk(workdir, "-n", "--quiet", "rules").stdout
     assert job_counts(out) == {
-        "write_run_config": 39,  # 14 + 14 + 15 runs, 5 shared, + the pre-training run
-        "write_spec": 30,  # 4 datasets, 16 variants, 9 figures, claims
-        "build_dataset": 4,  # incaps, val, pretrain, web
-        "build_variant": 16,  # 9 caption variants, pretrain, web-cls and its 5 fractions
-        "train_model": 39,
-        "evaluate_run": 38,  # the pre-training run is a dependency, not a study run
+        # 14 + 14 + 15 runs, 5 shared, + the pre-training run; 7 DINO runs (1 + 2 arms x 3 seeds)
+        "write_run_config": 39 + 7,
+        "write_spec": 35,  # 6 datasets, 17 variants, 11 figures, claims
+        "build_dataset": 6,  # incaps, val, pretrain, web, the 2 transfer tasks
+        "build_variant": 17,  # 9 caption variants, pretrain, web-cls and its 5 fractions, incaps-f4
+        "train_model": 39 + 7,
+        "evaluate_run": 38,  # the pre-training run is a dependency, not a study run; DINO runs
+        "probe_features": 7,  # are probed instead: features once per run,
+        "linear_probe": 7 * 2,  # one probe per (run, transfer task)
         "collect_study": 3,
+        "collect_probes": 1,
         "wordnet": 1,
         "count_shard": 6,  # web, pretrain, incaps captions x imagenet, imagenet100
         "merge_counts": 6,
-        "render_figure": 9,
+        "render_figure": 11,
         "check_claims": 1,
         "all_figures": 1,
     }

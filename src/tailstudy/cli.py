@@ -183,6 +183,36 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     )
 
 
+def cmd_probe_features(a: argparse.Namespace) -> None:
+    _threads(a.threads)
+    from tailstudy.config import RunConfig
+    from tailstudy.evaluate.probe import extract
+    from tailstudy.train.loop import resolve_device
+
+    cfg = RunConfig.load(a.config)
+    datasets = {}
+    for item in a.dataset:
+        name, sep, root = item.partition("=")
+        if not sep:
+            raise UserError(f"--dataset expects NAME=FOLDER, got {item!r}")
+        datasets[name] = Path(root)
+    device = resolve_device(a.device, min(1, cfg.recipe.gpus))
+    extract(a.model, cfg.arch, datasets, a.out, device)
+
+
+def cmd_probe(a: argparse.Namespace) -> None:
+    _threads(a.threads)
+    from tailstudy.evaluate.probe import probe
+
+    probe(a.config, a.name, a.dataset, a.features, a.out, a.max_iter)
+
+
+def cmd_probe_collect(a: argparse.Namespace) -> None:
+    from tailstudy.evaluate.probe import collect
+
+    collect(a.study, a.results, a.datasets, a.out)
+
+
 def cmd_collect(a: argparse.Namespace) -> None:
     from tailstudy.analysis.collect import collect
 
@@ -314,6 +344,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int)
     _loader_options(s)
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("probe-features", help="cache a run's features on the transfer sets")
+    s.add_argument("--config", required=True, help="the run's config.json")
+    s.add_argument("--model", required=True, help="the run's model.pt")
+    s.add_argument(
+        "--dataset", action="append", required=True, metavar="NAME=FOLDER", help="repeatable"
+    )
+    s.add_argument("--out", required=True, type=Path, help="features folder")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_probe_features)
+
+    s = sub.add_parser("probe", help="linear probe of one run on one transfer set")
+    s.add_argument("--config", required=True, help="the run's config.json")
+    s.add_argument("--name", required=True, help="the transfer set's dataset name")
+    s.add_argument("--dataset", required=True, type=Path, help="the transfer set's folder")
+    s.add_argument("--features", required=True, type=Path, help="the run's features folder")
+    s.add_argument("--max-iter", type=int, default=100, help="L-BFGS iterations per fit")
+    s.add_argument("--out", required=True, type=Path, help="result JSON")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_probe)
+
+    s = sub.add_parser("probe-collect", help="gather a study's linear probes into one table")
+    s.add_argument("--study", required=True)
+    s.add_argument("--datasets", nargs="+", required=True, help="transfer sets, in order")
+    s.add_argument("--results", nargs="+", required=True, type=Path, help="probe JSONs")
+    s.add_argument("--out", required=True, type=Path)
+    s.set_defaults(func=cmd_probe_collect)
 
     s = sub.add_parser("collect", help="gather a study's evaluations into one table")
     s.add_argument("--study", required=True)

@@ -49,6 +49,7 @@ class Recipe:
     vocab_size: int | None = None  # sl: None = full vocabulary
     vocab_weighting: str = "linear"  # linear | sqrt | uniform
     vocab_group: int | None = None  # sl: local-batch size over which the vocabulary is drawn
+    dino: dict | None = None  # dino: train.dino.DinoSpec keys (prototypes, subset, crops, ...)
     ckpt_every_steps: int | None = None  # also checkpoint every N steps (always at epoch end)
     gpus: int = 0
     distributed: Distributed | None = None  # None: one process
@@ -93,7 +94,7 @@ class Recipe:
 class RunConfig:
     run_id: str
     scale: str
-    objective: str  # clip | sl
+    objective: str  # clip | sl | dino
     arch: str  # open_clip model name (RN50, RN-tiny, ...)
     dataset: str
     variant: str

@@ -59,6 +59,12 @@ EVAL_METRICS = f"{EVAL}/metrics.npz"  # tailstudy.evaluate.outputs: the METHODS 
 CACHE = f"{RESULTS}/cache"
 TEXT_CACHE = f"{CACHE}/text/{{encoder}}"  # a frozen language model's caption states, by captions
 
+PROBE_ROOT = f"{RESULTS}/probe"
+PROBE_FEATURES = f"{PROBE_ROOT}/{{run}}/features"  # <dataset>-<split>.npz, once per run
+PROBE_FEATURE = f"{PROBE_FEATURES}/{{dataset}}-{{split}}.npz"
+PROBE_RESULT = f"{PROBE_ROOT}/{{run}}/{{dataset}}.json"
+PROBE_TABLE = f"{RESULTS}/tables/probe/{{study}}.tsv"
+
 STUDY_TABLE = f"{RESULTS}/tables/{{study}}.tsv"
 FIGURE = f"{RESULTS}/figures/{{fig}}"  # .pdf, .png, .csv
 FIGURE_EXTS = ("pdf", "png", "csv")

@@ -18,8 +18,12 @@ import shlex
 from tailstudy import cost, study
 from tailstudy import layout as L
 from tailstudy.acquire.download import merged_settings, shard_names
+from tailstudy.analysis.claims import claim_tests
 from tailstudy.config import RunConfig
 from tailstudy.data.spec import variant_refs
+from tailstudy.evaluate.probe import MEAN as PROBE_STATISTIC
+from tailstudy.evaluate.probe import SPLITS as PROBE_SPLITS
+from tailstudy.figures.kinds import PROBES, kind_of
 from tailstudy.freq import plan as freq_plan
 from tailstudy.io import UserError
 
@@ -28,6 +32,8 @@ from tailstudy.io import UserError
 # which may override any of these (set-threads, set-resources; expressions may use `attempt`).
 CPUS_PER_GPU = 8  # CPU threads per GPU of a GPU job (host-side augmentation, tokenising)
 MAX_RUNTIME = 24 * 60  # minutes: a common partition limit; profiles/slurm may raise it
+
+PROBE_OBJECTIVE = "dino"  # runs evaluated by linear probes on the transfer sets (METHODS §5.7)
 
 EMBEDDED_SOURCES = ("embedded",)
 LOCAL_SOURCES = ("image-folder", "imagenet-captions", "transfer")
@@ -74,6 +80,53 @@ class Pipeline:
             for d in self.datasets_of(*URL_SOURCES)
         }
         self._shards: dict[str, dict] = {}
+        self.probe = config.get("probe") or {}
+        self.probe_datasets = list(self.probe.get("datasets", []))
+        self.probe_studies, self.eval_studies = self._split_studies()
+        self.probe_runs = sorted(r for s in self.probe_studies for r in self.runs.studies[s])
+
+    def _split_studies(self) -> tuple[list[str], list[str]]:
+        """Studies of DINO runs (evaluated by linear probes on the transfer sets) and the others
+        (evaluated on the evaluation set); a study mixing them, or probes without transfer sets,
+        is one line."""
+        probe, ev = [], []
+        for s in self.studies:
+            kinds = {self.runs.runs[r].objective == PROBE_OBJECTIVE for r in self.runs.studies[s]}
+            if len(kinds) > 1:
+                raise UserError(
+                    f"study {s} mixes {PROBE_OBJECTIVE} runs (linear probes) with other runs "
+                    "(zero-shot / prototype evaluation); split it in two"
+                )
+            (probe if kinds == {True} else ev).append(s)
+        for d in self.probe_datasets:
+            ds = self.config["datasets"].get(d)
+            if ds is None:
+                raise UserError(f"probe.datasets names unknown dataset {d!r}")
+            if not (ds["source"] == "transfer" or ds.get("probe")):
+                raise UserError(
+                    f"probe.datasets: dataset {d} is not a transfer set (source: transfer, or "
+                    "an embedded dataset with a probe task)"
+                )
+        if probe and not self.probe_datasets:
+            raise UserError(f"studies {', '.join(probe)} train DINO runs: list probe.datasets")
+        for fig, spec in self.config["figures"].items():
+            if kind_of(spec, fig).source == PROBES:
+                bad = [st for st in spec.get("studies", []) if st not in probe]
+                if bad:
+                    raise UserError(f"figure {fig} ({spec['plot']}) needs DINO studies, not {bad}")
+                extra = [d for d in spec.get("datasets", []) if d not in self.probe_datasets]
+                if extra:
+                    raise UserError(f"figure {fig}: datasets {extra} are not in probe.datasets")
+        for c in self.config.get("claims", []):
+            stats = {t["statistic"] for t in claim_tests(c)}
+            if (stats == {PROBE_STATISTIC}) != (c["study"] in probe) or (
+                PROBE_STATISTIC in stats and len(stats) > 1
+            ):
+                raise UserError(
+                    f"claim {c['id']}: statistic {PROBE_STATISTIC} is that of DINO studies "
+                    "(linear probes) and only theirs"
+                )
+        return probe, ev
 
     def datasets_of(self, *sources: str) -> list[str]:
         return sorted(n for n, d in self.config["datasets"].items() if d["source"] in sources)
@@ -98,6 +151,13 @@ class Pipeline:
             spec = config["figures"][name]
             corpora = self.freq.get("corpora", {})
             used = {c: corpora[c] for c in freq_plan.figure_corpora(spec)}
+            if kind_of(spec, name).source == PROBES:
+                spec = {
+                    **spec,
+                    "probe_datasets": self.probe_datasets,
+                    "dataset_labels": self.probe.get("labels", {}),
+                    "paper_datasets": self.probe.get("paper_names", {}),
+                }
             return {"name": name, **spec, **({"corpus_specs": used} if used else {})}
         if kind == "claims":
             return {"claims": config.get("claims", [])}
@@ -243,16 +303,66 @@ class Pipeline:
         base = cost.time_limit_min(self.config, cost.eval_cost(self.config, self.run(run), dataset))
         return min(base * attempt, MAX_RUNTIME)
 
+    # --- linear probes of DINO runs (METHODS §5.7) ----------------------------------------
+
+    def probe_feature_inputs(self, run: str) -> dict:
+        return {
+            "config": L.path(L.RUN_CONFIG, run=run),
+            "model": L.path(L.RUN_MODEL, run=run),
+            "datasets": [L.path(L.DATASET_MANIFEST, dataset=d) for d in self.probe_datasets],
+        }
+
+    def probe_feature_files(self, run: str) -> list[str]:
+        return [
+            L.path(L.PROBE_FEATURE, run=run, dataset=d, split=s)
+            for d in self.probe_datasets
+            for s in PROBE_SPLITS
+        ]
+
+    def probe_feature_args(self, run: str) -> str:
+        return " ".join(
+            f"--dataset {shlex.quote(d + '=' + L.path(L.DATASET, dataset=d))}"
+            for d in self.probe_datasets
+        )
+
+    def probe_inputs(self, run: str, dataset: str) -> dict:
+        if run not in self.probe_runs or dataset not in self.probe_datasets:
+            raise UserError(f"no linear probe of run {run} on dataset {dataset}")
+        return {
+            "config": L.path(L.RUN_CONFIG, run=run),
+            "dataset": L.path(L.DATASET_MANIFEST, dataset=dataset),
+            "features": [
+                L.path(L.PROBE_FEATURE, run=run, dataset=dataset, split=s) for s in PROBE_SPLITS
+            ],
+        }
+
+    def probe_max_iter(self) -> int:
+        return self.probe["max_iter"]
+
+    def study_probes(self, name: str) -> list[str]:
+        return [
+            L.path(L.PROBE_RESULT, run=r, dataset=d)
+            for r in self.runs.studies[name]
+            for d in self.probe_datasets
+        ]
+
+    def study_table(self, name: str) -> str:
+        """A study's table: probe results for DINO studies, evaluations for the others."""
+        table = L.PROBE_TABLE if name in self.probe_studies else L.STUDY_TABLE
+        return L.path(table, study=name)
+
     # --- studies, figures, claims ----------------------------------------------------------
 
     def study_evals(self, name: str) -> list[str]:
         """Every evaluation summary of the study's runs (each run's default set gives its row,
         the others further columns)."""
+        if name in self.probe_studies:
+            raise UserError(f"study {name} holds DINO runs: its table is results/tables/probe/")
         return [p for r in self.runs.studies[name] for p in self.eval_summaries(r)]
 
     def figure_tables(self, fig: str) -> list[str]:
         studies = self.config["figures"][fig].get("studies", [])
-        return [L.path(L.STUDY_TABLE, study=s) for s in studies]
+        return [self.study_table(s) for s in studies]
 
     def figure_evals(self, fig: str) -> list[str]:
         runs = study.figure_runs(self.config, self.runs, fig)
@@ -267,7 +377,7 @@ class Pipeline:
 
     def claims_tables(self) -> list[str]:
         studies = sorted({c["study"] for c in self.config.get("claims", [])})
-        return [L.path(L.STUDY_TABLE, study=s) for s in studies]
+        return [self.study_table(s) for s in studies]
 
     def figure_files(self) -> list[str]:
         return [f"{L.path(L.FIGURE, fig=f)}.{ext}" for f in self.figures for ext in L.FIGURE_EXTS]

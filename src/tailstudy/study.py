@@ -27,6 +27,10 @@ GRID_AXES = ("variant", "model", "recipe", "seed")
 TEMPLATE_CAPTIONS = "template"  # caption kind of variants without natural-language fields
 
 
+#: recipe mappings an extending recipe updates key by key (rather than replacing)
+NESTED_RECIPE_KEYS = ("dino",)
+
+
 def run_id(variant: str, model: str, recipe: str, seed: int) -> str:
     return f"{variant}_{model}_{recipe}_s{seed}"
 
@@ -47,7 +51,11 @@ def resolve_recipe(config: dict, name: str) -> dict:
         cur = recipes[cur].get("extends")
     merged: dict = {}
     for r in reversed(chain):
-        merged.update({k: v for k, v in recipes[r].items() if k not in ("extends", "label")})
+        for k, v in recipes[r].items():
+            if k in NESTED_RECIPE_KEYS and v is not None:  # merged key by key
+                merged[k] = {**(merged.get(k) or {}), **v}
+            elif k not in ("extends", "label"):
+                merged[k] = v
     return merged
 
 

@@ -6,7 +6,13 @@ from snakemake.utils import validate
 
 from tailstudy import layout as L
 from tailstudy.io import UserError, write_tsv
-from tailstudy.pipeline import LOCAL_SOURCES, URL_SOURCES, Pipeline, replaces_default_config
+from tailstudy.pipeline import (
+    LOCAL_SOURCES,
+    PROBE_SPLITS,
+    URL_SOURCES,
+    Pipeline,
+    replaces_default_config,
+)
 
 _CLI_CONFIG = workflow.config_settings.overwrite_config
 if replaces_default_config(
@@ -55,6 +61,7 @@ wildcard_constraints:
     variant=only(P.variants),
     run=only(P.runs.runs),
     study=only(P.studies),
+    split=only(PROBE_SPLITS),
     fig=only(P.figures),
     corpus=only(P.corpora),
     concepts=only(P.concept_sets),

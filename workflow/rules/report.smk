@@ -31,6 +31,24 @@ rule collect_study:
         " --evals $(dirname {input}) > {log} 2>&1"
 
 
+rule collect_probes:
+    """One row per DINO run of a study: its linear-probe score on each transfer set and their
+    mean (Avg)."""
+    input:
+        by(P.study_probes, "study"),
+    output:
+        L.PROBE_TABLE,
+    log:
+        "results/logs/collect_probes/{study}.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        datasets=P.probe_datasets,
+    shell:
+        "python -m tailstudy probe-collect --study {wildcards.study} --datasets {params.datasets}"
+        " --results {input} --out {output} > {log} 2>&1"
+
+
 rule render_figure:
     """Draw one figure (PDF, PNG) and write the numbers it plots (CSV)."""
     input:

@@ -202,10 +202,12 @@ def write_dataset(
     classes: Sequence[tuple[str, str]],
     source: dict,
     shard_size: int = 5000,
+    extra: dict | None = None,
 ) -> None:
     """Write images (N,H,W,3 uint8, row-aligned with ``index``) as PNG webdataset shards.
 
     ``index`` must hold ``key``, ``label`` and ``caption``; the ``shard`` column is filled here.
+    ``extra``: further manifest entries (a transfer task's ``metric`` and ``splits``).
     """
     from PIL import Image
     from tqdm import tqdm
@@ -223,7 +225,7 @@ def write_dataset(
             buf = io.BytesIO()
             Image.fromarray(images[i]).save(buf, format="PNG", compress_level=1)
             writer.write(index.at[i, "key"], "png", buf.getvalue())
-    finish_dataset(root, name, index, writer, classes, source, images.shape[1:3])
+    finish_dataset(root, name, index, writer, classes, source, images.shape[1:3], extra)
 
 
 def write_index(path: str | os.PathLike, index: pd.DataFrame) -> None:

@@ -62,7 +62,9 @@ FACETS: dict[str, tuple[str, ...]] = {
 FACET_NAMES = tuple(FACETS)
 
 WORLD_KEYS = {"seed", "eval_concepts", "n_open_world", "image_size", "group_size"}
-DATASET_KEYS = {"style", "captions", "profile", "open_world_fraction", "diversity", "seed"}
+DATASET_KEYS = {"style", "captions", "profile", "open_world_fraction", "diversity", "seed", "probe"}
+PROBE_TASKS = ("concepts", *FACET_NAMES)  # a transfer task's labels: the concept or one facet
+PROBE_METRICS = ("top1", "mean_per_class")
 PROFILE_SHAPES = ("curated", "longtail", "balanced")
 LONGTAIL_SIGMA = 1.75
 POPULARITY_CORRELATION = 0.8  # between a dataset's class ranking and the world's
@@ -278,13 +280,18 @@ def build_dataset(world: World, spec: dict, out_dir: str | Path, name: str) -> N
         seed=[world.seed, 2, seed],
     )
     t1 = time.perf_counter()
+    classes = [(c.wnid, c.name) for c in world.eval_concepts]
+    extra = None
+    if spec.get("probe"):
+        index, classes, extra = probe_task(index, facets, classes, spec["probe"], name)
     write_dataset(
         out_dir,
         name,
         index,
         images,
-        [(c.wnid, c.name) for c in world.eval_concepts],
+        classes,
         {"source": "embedded", "world": world.spec, "dataset": spec},
+        extra=extra,
     )
     log.info(
         "dataset %s: %d images (%d labelled) generated in %.1f s, written in %.1f s",
@@ -294,3 +301,37 @@ def build_dataset(world: World, spec: dict, out_dir: str | Path, name: str) -> N
         t1 - t0,
         time.perf_counter() - t1,
     )
+
+
+def probe_task(
+    index: pd.DataFrame, facets: np.ndarray, classes: list, probe: dict, name: str
+) -> tuple[pd.DataFrame, list, dict]:
+    """A linear-probe transfer task (METHODS §1.4's layout): rows labelled by their concept
+    (``task: concepts``, open-world rows dropped) or by one facet of the image (``task: shape``,
+    ...: attribute prediction, a label space no training set has), split at random (seeded by
+    ``probe.seed``) into ``train`` / ``val`` / ``test`` by ``probe.fractions``; the manifest
+    names the probe's ``metric``."""
+    task = probe.get("task", "concepts")
+    if task not in PROBE_TASKS:
+        raise UserError(f"dataset {name}: probe.task {task!r}; use one of {', '.join(PROBE_TASKS)}")
+    metric = probe.get("metric", "top1")
+    if metric not in PROBE_METRICS:
+        raise UserError(f"dataset {name}: probe.metric {metric!r}; use one of {PROBE_METRICS}")
+    index = index.copy()
+    if task == "concepts":
+        keep = (index["label"] >= 0).to_numpy()
+    else:
+        f = FACET_NAMES.index(task)
+        index["label"] = facets[:, f].astype(np.int32)
+        classes = [(v, v) for v in FACETS[task]]
+        keep = np.ones(len(index), dtype=bool)
+    train, val = probe.get("fractions", [0.6, 0.2])
+    rng = np.random.default_rng([int(probe.get("seed", 0)), 7])
+    u = rng.random(len(index))
+    index["split"] = np.where(u < train, "train", np.where(u < train + val, "val", "test"))
+    index.loc[~keep, "split"] = "unused"
+    counts = index.loc[keep, "split"].value_counts().to_dict()
+    if set(counts) != {"train", "val", "test"}:
+        raise UserError(f"dataset {name}: the probe task leaves a split empty ({counts}); grow n")
+    extra = {"metric": metric, "task": task, "splits": {k: int(v) for k, v in counts.items()}}
+    return index, classes, extra

@@ -26,18 +26,21 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from tailstudy.evaluate.probe import SPLITS
 from tailstudy.io import UserError, atomic_path
+
+if TYPE_CHECKING:  # torch is imported where features are computed: probing needs only numpy
+    import torch
 
 log = logging.getLogger("tailstudy.evaluate")
 
 METRICS = ("top1", "mean_per_class", "map11")
 #: regularisation strengths λ (C = 1/λ), in the order the path is run
 LAMBDAS = np.logspace(-6, 5, 45)
-SPLITS = ("train", "val", "test")
 
 
 # ---- metrics -------------------------------------------------------------------------------------
@@ -207,6 +210,8 @@ def image_batches(dataset_root: str | Path, rows, size: int, batch: int) -> Iter
     """Probe inputs of ``rows`` (``key``, ``shard``), in their order: images resized (shorter
     side, bicubic) and centre-cropped to ``size``, OpenAI-normalised, float NCHW, ``batch`` at a
     time. Each run of consecutive rows in one shard is decoded in one pass over that shard."""
+    import torch
+
     from tailstudy.data.augment import normalize, resize_center_crop, to_float
     from tailstudy.data.format import load_images
 
@@ -223,7 +228,6 @@ def image_batches(dataset_root: str | Path, rows, size: int, batch: int) -> Iter
         start = end
 
 
-@torch.no_grad()
 def extract_features(
     encoder: Callable[[torch.Tensor], torch.Tensor],
     batches,
@@ -232,13 +236,15 @@ def extract_features(
     desc: str = "features",
 ) -> np.ndarray:
     """(N, D) float32 features of ``encoder`` (frozen, eval mode) over the image ``batches``."""
+    import torch
     from tqdm import tqdm
 
     if isinstance(encoder, torch.nn.Module):
         encoder.eval()
     out = []
-    for x in tqdm(batches, total=total, desc=desc, unit="batch", mininterval=5):
-        out.append(encoder(x.to(device)).float().cpu().numpy())
+    with torch.no_grad():
+        for x in tqdm(batches, total=total, desc=desc, unit="batch", mininterval=5):
+            out.append(encoder(x.to(device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -314,6 +320,8 @@ def probe_arrays(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def visual_encoder(model_path: str | Path, arch: str) -> torch.nn.Module:
     """The frozen vision tower of a run's ``model.pt`` (its ``visual.*`` weights: a CLIP or SL
     run's tower, a DINO run's teacher backbone) on open_clip's ``arch``."""
+    import torch
+
     from tailstudy.models import factory
 
     obj = torch.load(model_path, map_location="cpu", weights_only=True)

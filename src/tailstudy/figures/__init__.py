@@ -45,12 +45,12 @@ def drawer(plot: str):
     """The function drawing a kind: ``(inputs, spec) -> (figure, plotted numbers)``."""
     import importlib
 
-    from tailstudy.figures.kinds import RUNS, kind_of
+    from tailstudy.figures.kinds import PROBES, RUNS, kind_of
 
     kind = kind_of({"plot": plot})
     module, name = kind.draw.split(":")
     fn = getattr(importlib.import_module(f"tailstudy.figures.{module}"), name)
-    if kind.source == RUNS:
+    if kind.source in (RUNS, PROBES):
         return lambda inputs, spec: fn(inputs.study_table(), spec, inputs.eval_root)
     return fn
 

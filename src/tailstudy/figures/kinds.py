@@ -2,7 +2,7 @@
 the frequency planning and the plotting read.
 
 A kind says what a figure of it is drawn from (``runs``: study tables and per-class
-evaluations; ``frequency``: frequency tables), which figure keys it needs, and which function
+evaluations; ``frequency``: frequency tables; ``probes``: linear-probe tables of DINO studies), which figure keys it needs, and which function
 draws it (``module:function`` under ``tailstudy.figures``, imported only when drawn). Adding a
 kind: one entry here, its drawing function, and its name in the schema's ``plot`` enum (a test
 checks the enum is this list).
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from tailstudy.io import UserError
 
-RUNS, FREQUENCY = "runs", "frequency"
+RUNS, FREQUENCY, PROBES = "runs", "frequency", "probes"
 
 
 @dataclass(frozen=True)
 class FigureKind:
-    source: str  # RUNS | FREQUENCY
+    source: str  # RUNS | FREQUENCY | PROBES (the linear-probe tables of DINO studies)
     draw: str  # "module:function" under tailstudy.figures
     needs: tuple[str, ...] = ()  # figure keys that must be set (non-empty)
     one_concept_set: bool = False  # draws one concept set (else one panel per concept set)
@@ -36,6 +36,8 @@ KINDS: dict[str, FigureKind] = {
     "frequency-correlation": FigureKind(FREQUENCY, "frequency:correlation", ("corpora",)),
     "frequency-zoom": FigureKind(FREQUENCY, "frequency:zoom", ("pairs", "rank_by"), True),
     "tail-classes": FigureKind(FREQUENCY, "frequency:tail_classes", ("corpora",), True, True),
+    "probe-delta": FigureKind(PROBES, "probes:delta", ("studies", "baseline")),
+    "probe-table": FigureKind(PROBES, "probes:table", ("studies",)),
 }
 
 

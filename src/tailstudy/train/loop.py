@@ -36,7 +36,6 @@ from tailstudy.models import factory
 from tailstudy.train import checkpoint, distributed, objectives, stop
 from tailstudy.train.distributed import Ranks
 from tailstudy.train.objectives.base import Objective
-from tailstudy.train.schedule import lr_at, make_optimizer
 
 log = logging.getLogger("tailstudy.train")
 
@@ -113,7 +112,7 @@ def fit(
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     scaler = torch.amp.GradScaler("cuda") if amp else None
     gen = torch.Generator().manual_seed(cfg.seed + rank)
-    st = TrainState(objective, model, make_optimizer(model, cfg), gen, scaler)
+    st = TrainState(objective, model, objective.make_optimizer(model), gen, scaler)
     if resume(st, cfg, ckpt_dir, ranks):
         log.info("resumed from %s at step %d/%d", ckpt_dir / checkpoint.LATEST, st.step, total)
     net = model  # after resuming: every rank starts from the same weights
@@ -152,9 +151,7 @@ def fit(
             )
             batches_epoch = epoch
         rows = next(batches)
-        lr = lr_at(cfg, st.step, total, steps_per_epoch)
-        for g in st.opt.param_groups:
-            g["lr"] = lr
+        lr = objective.schedule(st.opt, st.step, total)
         batch = objective.batch(data, rows, st.generator)
         with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
             loss = objective.loss(net, batch, st.generator)

@@ -1,6 +1,6 @@
 """The registry of training objectives: ``objective`` name (a model's in config.yaml) → class.
 
-A new objective is one module here beside ``clip.py`` and ``sl.py``, implementing
+A new objective is one module here beside ``clip.py``, ``sl.py`` and ``dino.py``, implementing
 ``base.Objective``, and one entry in ``OBJECTIVES``; ``fit``, the evaluation and the run table
 find it by name.
 """
@@ -13,9 +13,10 @@ from tailstudy.config import Recipe
 from tailstudy.io import UserError
 from tailstudy.train.objectives.base import Objective
 from tailstudy.train.objectives.clip import CLIP
+from tailstudy.train.objectives.dino import DINO
 from tailstudy.train.objectives.sl import SL
 
-OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CLIP, SL)}
+OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CLIP, SL, DINO)}
 
 
 def get(name: str) -> type[Objective]:

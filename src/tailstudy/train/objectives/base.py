@@ -1,4 +1,4 @@
-"""What a training objective is: everything in which CLIP, SL (and later DINO) differ.
+"""What a training objective is: everything in which CLIP, SL and DINO differ.
 
 ``fit`` (``tailstudy.train.loop``) owns the shared story: data order and epochs, optimiser and
 schedule, precision, DDP, checkpoints, stop/resume, logging. It asks the run's objective, in
@@ -7,6 +7,8 @@ this order, and never looks at its name:
 ========================  =================================================================
 ``build``                 the model, with its pre-trained text tower / frozen prototypes
 ``setup``                 per-run state on the final (moved, DDP-ready) model: tokens, loss
+``make_optimizer``        the optimiser (default: the recipe's, ``train.schedule``)
+``schedule``              set the step's learning rate (default: the recipe's schedule)
 ``batch``                 one batch from ``Rows``: augmentation, labels or tokens
 ``loss``                  the loss of a batch through ``net`` (the model, or its DDP wrapper)
 ``after_backward``        gradients ready, before the optimiser step (hook; default none)
@@ -22,15 +24,9 @@ say how the loop treats the objective (``drop_last``, ``amp_fp16``, ``sync_bn``)
 answer for a recipe before any run exists (``recipe_keys``, ``needs_text_encoder``,
 ``run_factors``), which is what the run table (``tailstudy.study``) asks.
 
-A third objective fits without touching ``fit``. DINO (METHODS §4.7): ``build`` returns one
-module holding student and teacher (teacher parameters ``requires_grad=False``, so neither the
-optimiser nor DDP's gradient average sees them; exported as the teacher backbone by
-``export``); ``batch`` draws 2 global + 8 local crops from the run's generator; ``loss`` draws
-the prototype subset (broadcast from rank 0 through ``self.ranks``), runs both through ``net``
-and computes Sinkhorn targets; ``after_backward`` clips gradients and zeroes the last layer's
-in the first epoch; ``after_step`` moves the teacher by EMA with the momentum at ``step`` (of
-``recipe.epochs * steps_per_epoch``);
-``metrics`` reports the momentum; ``drop_last`` and ``amp_fp16`` are True.
+DINO (``dino.py``) fits without touching ``fit``: its model holds student, teacher and loss;
+it brings its own optimiser and schedules through ``make_optimizer`` / ``schedule``, moves the
+teacher by EMA in ``after_step`` and exports the teacher's vision tower.
 
 This module and the objective modules are imported by the run table when the workflow is
 parsed: they import torch (and the model factory) only inside the methods that train or
@@ -113,6 +109,21 @@ class Objective:
     def setup(self, model: nn.Module, data: TrainingSet, device: torch.device) -> None:
         """Called once ``model`` is final (SyncBN, device); keeps it for the other methods."""
         self.model, self.device = model, device
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The run's optimiser over ``model``'s trainable parameters."""
+        from tailstudy.train.schedule import make_optimizer
+
+        return make_optimizer(model, self.cfg)
+
+    def schedule(self, opt: torch.optim.Optimizer, step: int, total: int) -> float:
+        """Set the hyper-parameters of optimiser step ``step`` of ``total``; returns its lr."""
+        from tailstudy.train.schedule import lr_at
+
+        lr = lr_at(self.cfg, step, total, self.steps_per_epoch)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        return lr
 
     def batch(self, data: TrainingSet, rows: Rows, generator: torch.Generator) -> Batch:
         """The batch of ``rows`` (``rows.idx`` into ``data``; on the streaming path with their
