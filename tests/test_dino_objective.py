@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from runs import run_config
-from tailstudy.data.loader import InMemorySet
+from tailstudy.data.loader import InMemorySet, Rows
 from tailstudy.evaluate.linear_probe import visual_encoder
 from tailstudy.io import UserError
 from tailstudy.train import objectives
@@ -60,7 +60,7 @@ def test_one_step_teacher_moves_by_ema_only_and_shares_the_subset():
     for step in range(2):
         obj.schedule(opt, step, obj.total)
         teacher0 = {k: v.clone() for k, v in model.teacher.named_parameters()}
-        batch = obj.batch(data, torch.arange(4), gen)
+        batch = obj.batch(data, Rows(torch.arange(4)), gen)
         assert len(batch["crops"]) == 4  # 2 global + 2 local
         loss = obj.loss(model, batch, gen)
         opt.zero_grad()

@@ -11,6 +11,7 @@ repeated here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -304,6 +305,17 @@ class Pipeline:
         return min(base * attempt, MAX_RUNTIME)
 
     # --- linear probes of DINO runs (METHODS §5.7) ----------------------------------------
+
+    def probe_feature_mem_mb(self, run: str) -> int:
+        """Feature extraction reads the transfer sets one by one: the largest one's memory."""
+        return max(cost.eval_mem_mb(self.config, self.run(run), d) for d in self.probe_datasets)
+
+    def probe_feature_runtime(self, run: str, attempt: int) -> int:
+        """Minutes: every transfer set's images through the run's encoder (as an evaluation)."""
+        cfg = self.run(run)
+        hours = sum(cost.eval_cost(self.config, cfg, d).hours for d in self.probe_datasets)
+        extraction = dataclasses.replace(cost.eval_cost(self.config, cfg), hours=hours)
+        return min(cost.time_limit_min(self.config, extraction) * attempt, MAX_RUNTIME)
 
     def probe_feature_inputs(self, run: str) -> dict:
         return {

@@ -50,8 +50,8 @@ rule probe_features:
     resources:
         gpu=lambda wc: P.eval_gpus(wc.run),
         cpus_per_gpu=lambda wc, threads: threads,
-        mem_mb=lambda wc: P.eval_mem_mb(wc.run),
-        runtime=lambda wc, attempt: P.eval_runtime(wc.run, attempt),
+        mem_mb=lambda wc: P.probe_feature_mem_mb(wc.run),
+        runtime=lambda wc, attempt: P.probe_feature_runtime(wc.run, attempt),
     params:
         datasets=by(P.probe_feature_args, "run"),
         out=L.PROBE_FEATURES,
