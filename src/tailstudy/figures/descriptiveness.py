@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from tailstudy.figures.style import legend_right
 from tailstudy.io import UserError
 
 STATS = ["rho_acc", "rho_pred", "top1"]
@@ -121,9 +122,5 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
         ax.set_xlabel("corr. freq vs acc (Spearman)")
         ax.set_ylabel("corr. freq vs #pred (Spearman)" if ystat == "rho_pred" else "top-1")
         ax.set_title(title)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(
-        handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8
-    )
-    fig.tight_layout()
+    legend_right(fig, axes[:1])
     return fig, drawn

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import seaborn as sns
 
+from tailstudy.figures.style import legend_right
 from tailstudy.io import UserError
 
 PANELS = (
@@ -63,9 +64,5 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
         ax.set_xscale("log")
         ax.set_xlabel("training-set size (images)")
         ax.set_title(title)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(
-        handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8
-    )
-    fig.tight_layout()
+    legend_right(fig, axes[:1])
     return fig, data

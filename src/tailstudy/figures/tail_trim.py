@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import seaborn as sns
 
+from tailstudy.figures.style import legend_right
 from tailstudy.io import UserError
 
 PANELS = (
@@ -66,14 +67,5 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
         ax.set_xlabel("top-1 (mean per-class accuracy)")
         ax.set_title(title)
     axes[0].set_ylabel("N (trimmed classes)")
-    handles, labels = [], []
-    for ax in axes:  # every series once, whichever panel drew it
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(
-        handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8
-    )
-    fig.tight_layout()
+    legend_right(fig, axes)  # every series once, whichever panel drew it
     return fig, data
