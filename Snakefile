@@ -35,6 +35,7 @@ localrules:
     collect_probes,
     render_figure,
     check_claims,
+    compare_to_paper,
     merge_counts,
     download_shard,  # downloads run where the workflow runs (a head node with internet)
     download_manifest,
@@ -46,6 +47,7 @@ rule all_figures:
     input:
         P.figure_files(),
         L.CLAIMS,
+        f"{L.COMPARE}.tsv",
 
 
 rule all:

@@ -66,6 +66,13 @@ def test_all_figures_end_to_end_and_claims_hold(tmp_path):
     delta = pd.read_csv(results / "figures" / "fig10-dino-transfer.csv")
     assert set(delta["dataset"]) == {"probe-style", "probe-shape", "Avg"}
     assert delta["delta"].notna().all()
+    cmp = pd.read_csv(results / "compare_to_paper.tsv", sep="\t")
+    computed = cmp[cmp["ours"].notna()]
+    # ours where this config draws the figure: Fig. 11a, Fig. 13's embedded corpora are not the
+    # paper's (no row of theirs), Table 1's frequencies, the §3 size of incaps-full
+    assert {"Fig. 11a", "Table 1", "§3 sizes"} <= set(computed["item"])
+    assert (computed["comparable"] == "no").all() and computed["reason"].str.len().gt(0).all()
+    assert (results / "compare_to_paper.html").stat().st_size > 0
     asserted = claims[claims["claim"].isin(["F1", "F2", "F3b"])]
     failing = asserted[~asserted["holds"]]
     assert failing.empty, f"claims that do not hold:\n{failing.to_string()}"

@@ -175,3 +175,22 @@ def test_layout_patterns_lie_under_results():
     patterns = {k: v for k, v in vars(L).items() if k.isupper() and isinstance(v, str)}
     assert all(v.startswith(L.RESULTS) for v in patterns.values())
     assert L.path(L.RUN_CONFIG, run="r") == "results/runs/r/config.json"
+
+
+def test_compare_reads_the_figures_by_their_paper_label(config):
+    p = Pipeline(config)
+    spec = p.compare_spec()
+    assert spec["scale"] == "embedded" and spec["published"] == []
+    assert spec["figures"] == {
+        "Fig. 11a": "figures/fig11a-pearson-spearman.csv",
+        "Fig. 13": "figures/fig13-corpus-correlation.csv",
+        "Table 1": "figures/table01-tail-classes.csv",
+        "Table 2": "figures/table02-dino-probe.csv",
+    }
+    # of the paper's §3 datasets, the embedded config builds the full-text IN-Caps variant
+    assert spec["variants"] == {"incaps-full": "incaps-full"}
+    assert p.compare_inputs() == [
+        *(f"results/{f}" for f in spec["figures"].values()),
+        "results/variants/incaps-full/manifest.json",
+    ]
+    assert p.spec("compare", "paper") == spec

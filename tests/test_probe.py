@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tailstudy import layout as L
+from tailstudy.analysis import compare
 from tailstudy.analysis.claims import evaluate_claims
 from tailstudy.data.format import read_classes, read_index
 from tailstudy.embedded import World, build_dataset
@@ -118,6 +119,15 @@ def test_probe_table_figures_and_claim(tmp_path):
     t2 = pd.read_csv(tmp_path / "table2.csv").set_index(["arm", "dataset"])
     assert t2.loc[("cur", "a"), "paper"] == 27.0 and t2.loc[("cur", "Avg"), "paper"] == 60.8
     assert np.isnan(t2.loc[("web", "a"), "paper"]) and t2.loc[("web", "a"), "score"] == 41.0
+    assert t2.loc[("cur", "a"), "paper_row"] == "ImageNet (vanilla)/65536"
+    assert t2.loc[("cur", "Avg"), "paper_dataset"] == "Avg"
+    # compare_to_paper.tsv reads our score beside the paper's cell it names
+    table = compare.build(tmp_path, "paper", figures={"Table 2": "table2.csv"})
+    rows = table[table["item"] == "Table 2"].set_index("quantity")
+    cell = rows.loc["ImageNet (vanilla), vocabulary 65536: Aircraft"]
+    assert (cell["paper"], cell["ours"], cell["ours_from"]) == (27.0, 50.0, "table2.csv")
+    assert rows.loc["ImageNet (vanilla), vocabulary 65536: Avg", "paper"] == 60.8
+    assert np.isnan(rows.loc["LAIONet (vanilla), vocabulary 65536: Aircraft", "ours"])  # unmapped
 
     claim = {
         "id": "F7",

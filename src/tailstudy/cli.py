@@ -237,6 +237,29 @@ def cmd_claims(a: argparse.Namespace) -> None:
     evaluate_claims(read_json(a.spec)["claims"], a.tables, a.out)
 
 
+def cmd_compare(a: argparse.Namespace) -> None:
+    from tailstudy.analysis import compare
+
+    spec = read_json(a.spec)
+    table = compare.build(
+        a.results,
+        spec["scale"],
+        published=spec["published"],
+        variants=spec["variants"],
+        figures=spec["figures"],
+    )
+    compare.write(table, a.out)
+    compare.write_html(table, a.html)
+    n = len(table)
+    log.info(
+        "%d numbers of the paper: %d computed here, %d comparable (%s scale)",
+        n,
+        int(table["ours"].notna().sum()),
+        int((table["comparable"] == "yes").sum()),
+        spec["scale"],
+    )
+
+
 def cmd_plan(a: argparse.Namespace) -> None:
     import yaml
 
@@ -406,6 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tables", nargs="+", required=True, type=Path)
     s.add_argument("--out", required=True, type=Path)
     s.set_defaults(func=cmd_claims)
+
+    s = sub.add_parser("compare", help="the paper's printed numbers beside ours")
+    s.add_argument("--spec", required=True, help="compare spec JSON")
+    s.add_argument("--results", required=True, type=Path, help="the results folder")
+    s.add_argument("--out", required=True, type=Path, help="compare_to_paper.tsv")
+    s.add_argument("--html", required=True, type=Path, help="the same table as an HTML page")
+    s.set_defaults(func=cmd_compare)
 
     add_freq(sub)
     add_acquire(sub)

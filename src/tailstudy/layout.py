@@ -69,6 +69,7 @@ STUDY_TABLE = f"{RESULTS}/tables/{{study}}.tsv"
 FIGURE = f"{RESULTS}/figures/{{fig}}"  # .pdf, .png, .csv
 FIGURE_EXTS = ("pdf", "png", "csv")
 CLAIMS = f"{RESULTS}/claims.tsv"
+COMPARE = f"{RESULTS}/compare_to_paper"  # .tsv, .html: the paper's numbers beside ours
 
 
 def path(pattern: str, **wildcards) -> str:

@@ -162,6 +162,8 @@ class Pipeline:
             return {"name": name, **spec, **({"corpus_specs": used} if used else {})}
         if kind == "claims":
             return {"claims": config.get("claims", [])}
+        if kind == "compare":
+            return self.compare_spec()
         raise UserError(f"unknown spec kind {kind}")
 
     def spec_json(self, kind: str, name: str) -> str:
@@ -390,6 +392,36 @@ class Pipeline:
     def claims_tables(self) -> list[str]:
         studies = sorted({c["study"] for c in self.config.get("claims", [])})
         return [self.study_table(s) for s in studies]
+
+    # --- the paper comparison ----------------------------------------------------------------
+
+    def compare_spec(self) -> dict:
+        """What ``compare_to_paper.tsv`` reads: the scale, the corpora counted from published
+        tables, this config's CSV of each figure the paper prints numbers of (by
+        ``paper_label``), and which of the paper config's variants this config builds."""
+        from tailstudy.analysis.compare import FIGURE_FILES, published_labels
+        from tailstudy.analysis.paper import SIZES
+
+        results = L.RESULTS + "/"
+        labelled = {
+            spec["paper_label"]: L.path(L.FIGURE, fig=name).removeprefix(results) + ".csv"
+            for name, spec in sorted(self.config["figures"].items())
+            if spec.get("paper_label") in FIGURE_FILES
+        }
+        return {
+            "scale": self.config["scale"],
+            "published": sorted(published_labels(self.config)),
+            "figures": labelled,
+            "variants": {v: v for v in SIZES if v in self.config.get("variants", {})},
+        }
+
+    def compare_inputs(self) -> list[str]:
+        """The figure CSVs and variant manifests ``compare_to_paper.tsv`` reads."""
+        spec = self.compare_spec()
+        return [
+            *(f"{L.RESULTS}/{f}" for f in spec["figures"].values()),
+            *(L.path(L.VARIANT_MANIFEST, variant=v) for v in spec["variants"].values()),
+        ]
 
     def figure_files(self) -> list[str]:
         return [f"{L.path(L.FIGURE, fig=f)}.{ext}" for f in self.figures for ext in L.FIGURE_EXTS]

@@ -96,3 +96,25 @@ rule check_claims:
     shell:
         "python -m tailstudy claims --spec {input.spec} --tables {input.tables} --out {output}"
         " > {log} 2>&1"
+
+
+rule compare_to_paper:
+    """Every number the paper prints that this workflow computes, beside ours, and whether the
+    two are comparable (and why not)."""
+    input:
+        spec=L.path(L.SPEC, kind="compare", name="paper"),
+        files=P.compare_inputs(),
+    output:
+        tsv=f"{L.COMPARE}.tsv",
+        html=report(
+            f"{L.COMPARE}.html",
+            caption="../report/compare.rst",
+            category="Comparison with the paper",
+        ),
+    log:
+        "results/logs/compare_to_paper.log",
+    conda:
+        "../../envs/plot.yaml"
+    shell:
+        "python -m tailstudy compare --spec {input.spec} --results $(dirname {output.tsv})"
+        " --out {output.tsv} --html {output.html} > {log} 2>&1"

@@ -10,13 +10,13 @@ are comparable, with the reason when they are not:
   tables (Fig. 13, Table 1's frequencies, when the config's corpora are ``table:`` sources)
   are comparable at either scale.
 
-Where ours come from (under the results folder): ``figures/fig11{a,b,c}-pearson-spearman.csv``
+Where ours come from (under the results folder): the CSV of the figure whose ``paper_label``
+names the paper's (``figures``: paper label -> CSV; :data:`FIGURE_FILES` by default) -- Fig. 11a-c
 (columns ``series``, ``pearson_acc``, ``pearson_log_acc``, ``spearman_acc`` and the ``_pred``
-three), ``figures/fig13-corpus-correlation.csv`` (``concept_set``, ``a``, ``b``, ``rho``),
-``figures/table01-tail-classes.csv`` (``count``; ``acc`` in [0, 1] once the YFCC-15M model is
-evaluated), ``figures/table02-dino-linear-probe.csv`` (``pretrain``, ``vocab``, ``dataset``,
-``value``) and ``variants/{variant}/manifest.json`` (``n_rows``, ``nonzero_classes``,
-``steps.above_threshold``).
+three), Fig. 13 (``concept_set``, ``a``, ``b``, ``rho``), Table 1 (``count``; ``acc`` in [0, 1]
+once the YFCC-15M model is evaluated), Table 2 (``score`` by ``paper_row`` and
+``paper_dataset``) -- and ``variants/{variant}/manifest.json`` (``n_rows``,
+``nonzero_classes``, ``steps.above_threshold``).
 """
 
 from __future__ import annotations
@@ -59,11 +59,18 @@ COLUMNS = [
     "ours_from",
 ]
 
-#: Fig. 11 panels: the figure drawing each, and the sources its numbers rest on.
-FIG11_PANELS = {
-    "a": ("fig11a-pearson-spearman", ("IN-Caps",)),
-    "b": ("fig11b-pearson-spearman", ("LAIONet",)),
-    "c": ("fig11c-pearson-spearman", ("YFCC-15M-Cls",)),
+#: Fig. 11 panels: the sources each panel's numbers rest on.
+FIG11_SOURCES = {"a": ("IN-Caps",), "b": ("LAIONet",), "c": ("YFCC-15M-Cls",)}
+
+#: The paper's figures and tables this table reads, by paper label -> CSV under the results
+#: folder (the names the paper config gives them; a config's own come from its ``paper_label``s).
+FIGURE_FILES = {
+    "Fig. 11a": "figures/fig11a-pearson-spearman.csv",
+    "Fig. 11b": "figures/fig11b-pearson-spearman.csv",
+    "Fig. 11c": "figures/fig11c-pearson-spearman.csv",
+    "Fig. 13": "figures/fig13-corpus-correlation.csv",
+    "Table 1": "figures/table01-tail-classes.csv",
+    "Table 2": "figures/table02-dino-probe.csv",
 }
 _CORR_NAMES = {"pearson": "Pearson", "pearson_log": "Pearson (log)", "spearman": "Spearman"}
 
@@ -81,16 +88,17 @@ def _manifest(path: Path) -> dict | None:
         raise UserError(f"{path} is not valid JSON ({e}); rebuild that variant") from None
 
 
-def _fig11(results: Path, series: Mapping[str, str]) -> list[dict]:
+def _fig11(results: Path, files: Mapping[str, str], series: Mapping[str, str]) -> list[dict]:
     rows = []
     for (panel, model, stat, corr), value in paper.FIG11.items():
-        fig, sources = FIG11_PANELS[panel]
-        path = results / "figures" / f"{fig}.csv"
+        item, sources = f"Fig. 11{panel}", FIG11_SOURCES[panel]
+        src = files.get(item, FIGURE_FILES[item])
+        path = results / src
         df, ours = _csv(path), math.nan
         col = f"{corr}_{stat}"
         if df is not None:
             if col not in df.columns or "series" not in df.columns:
-                raise UserError(f"{path} has no column {col!r}; redraw {fig}")
+                raise UserError(f"{path} has no column {col!r}; redraw that figure")
             hit = df.loc[df["series"] == series.get(model, model), col]
             if hit.empty:  # the figure may use the paper's own name
                 hit = df.loc[df["series"] == model, col]
@@ -98,20 +106,19 @@ def _fig11(results: Path, series: Mapping[str, str]) -> list[dict]:
         stat_name = "acc" if stat == "acc" else "#pred"
         rows.append(
             {
-                "item": f"Fig. 11{panel}",
+                "item": item,
                 "quantity": f"{model} {stat_name}: {_CORR_NAMES[corr]}",
                 "paper": value,
                 "ours": ours,
                 "sources": sources,
-                "ours_from": f"figures/{fig}.csv",
+                "ours_from": src,
             }
         )
     return rows
 
 
-def _fig13(results: Path) -> list[dict]:
-    path = results / "figures" / "fig13-corpus-correlation.csv"
-    df = _csv(path)
+def _fig13(results: Path, src: str) -> list[dict]:
+    df = _csv(results / src)
     found: dict[tuple, float] = {}
     if df is not None:
         for r in df.itertuples(index=False):
@@ -124,20 +131,18 @@ def _fig13(results: Path) -> list[dict]:
             "ours": found.get((cs, a, b), math.nan),
             "sources": (a, b),
             "tables": (a, b),
-            "ours_from": "figures/fig13-corpus-correlation.csv",
+            "ours_from": src,
         }
         for (cs, a, b), value in paper.FIG13.items()
     ]
 
 
-def _table1(results: Path, corpus: str) -> list[dict]:
-    path = results / "figures" / "table01-tail-classes.csv"
-    df = _csv(path)
+def _table1(results: Path, src: str, corpus: str) -> list[dict]:
+    df = _csv(results / src)
     counts = acc = None
     if df is not None:
         counts = df["count"].to_numpy()
         acc = df["acc"].to_numpy() * 100 if "acc" in df.columns else None
-    src = "figures/table01-tail-classes.csv"
     rows = []
 
     def add(quantity, value, ours, sources=(corpus,), tables=(corpus,)):
@@ -179,12 +184,13 @@ def _table1(results: Path, corpus: str) -> list[dict]:
     return rows
 
 
-def _table2(results: Path) -> list[dict]:
-    path = results / "figures" / "table02-dino-linear-probe.csv"
-    df = _csv(path)
+def _table2(results: Path, src: str) -> list[dict]:
+    df = _csv(results / src)
     found = {}
-    if df is not None:
-        found = {(r.pretrain, int(r.vocab), r.dataset): float(r.value) for r in df.itertuples()}
+    if df is not None and {"paper_row", "paper_dataset", "score"} <= set(df.columns):
+        for r in df.dropna(subset=["paper_row", "paper_dataset"]).itertuples():
+            pretrain, vocab = str(r.paper_row).rsplit("/", 1)
+            found[(pretrain, int(vocab), r.paper_dataset)] = float(r.score)
     return [
         {
             "item": "Table 2",
@@ -192,7 +198,7 @@ def _table2(results: Path) -> list[dict]:
             "paper": value,
             "ours": found.get((pre, vocab, ds), math.nan),
             "sources": ("LAIONet",) if pre.startswith("LAIONet") else ("ImageNet",),
-            "ours_from": "figures/table02-dino-linear-probe.csv",
+            "ours_from": src,
         }
         for (pre, vocab, ds), value in paper.TABLE2.items()
     ]
@@ -263,21 +269,25 @@ def build(
     changes: Mapping[str, str] | None = None,
     series: Mapping[str, str] | None = None,
     variants: Mapping[str, str] | None = None,
+    figures: Mapping[str, str] | None = None,
     table1_corpus: str = "YFCC-15M",
 ) -> pd.DataFrame:
     """The comparison table. ``published``: labels of the corpora whose counts are the published
     frequency tables; ``changes``: source label -> what changed (default :data:`CHANGES`);
     ``series``: Fig. 11 series names (``SL``, ``CLIP``) -> the labels the figures use (a figure
     holding the paper's name itself is read too);
-    ``variants``: the paper config's variant names -> this config's."""
+    ``variants``: the paper config's variant names -> this config's; ``figures``: paper label ->
+    the CSV (under ``results``) of this config's figure with that label (default
+    :data:`FIGURE_FILES`)."""
     results = Path(results)
     published = set(published)
     changes = CHANGES if changes is None else changes
+    files = {**FIGURE_FILES, **(figures or {})}
     rows = [
-        *_fig11(results, series or {}),
-        *_fig13(results),
-        *_table1(results, table1_corpus),
-        *_table2(results),
+        *_fig11(results, files, series or {}),
+        *_fig13(results, files["Fig. 13"]),
+        *_table1(results, files["Table 1"], table1_corpus),
+        *_table2(results, files["Table 2"]),
         *_sizes(results, variants or {}),
     ]
     for r in rows:

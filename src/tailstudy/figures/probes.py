@@ -117,12 +117,21 @@ def table(table: pd.DataFrame, spec: dict, eval_root=None):
     for a, s in arms.items():
         ref = paper_rows.get(a)
         for d in cols:
-            paper = np.nan
+            paper, col = np.nan, paper_cols.get(d)
             if ref is not None:
                 pretrain, vocab = ref.rsplit("/", 1)
-                paper = TABLE2.get((pretrain, int(vocab), paper_cols.get(d, "")), np.nan)
+                paper = TABLE2.get((pretrain, int(vocab), col or ""), np.nan)
             rows.append(
-                {"arm": a, "dataset": d, "label": labels.get(d, d), "score": s[d], "paper": paper}
+                {
+                    "arm": a,
+                    "dataset": d,
+                    "label": labels.get(d, d),
+                    "score": s[d],
+                    "paper": paper,
+                    # the paper's cell this score stands beside (empty where none)
+                    "paper_row": ref if ref is not None and col else None,
+                    "paper_dataset": col if ref is not None else None,
+                }
             )
     data = pd.DataFrame(rows)
     cells = []
