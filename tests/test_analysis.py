@@ -216,3 +216,37 @@ def test_top1_fit_threshold_defaults_to_the_papers_twenty_percent():
     assert descriptiveness.FIT_MIN_TOP1 == 0.2
     natural = data[data["group"] == "CLIP natural"]
     assert natural.loc[~natural["in_top1_fit"], "variant"].tolist() == ["tags"]
+
+
+def test_pearson_spearman_reads_per_class_files_and_draws_log_frequency(tmp_path):
+    from scipy.stats import pearsonr, spearmanr
+
+    from tailstudy.figures import pearson_spearman
+
+    rng = np.random.default_rng(0)
+    freq = np.array([0, 1, 2, 5, 9, 20, 50, 120, 300, 1000])
+    rows = []
+    for run, model, slope in (
+        ("r_sl_s1", "sl", 0.08),
+        ("r_sl_s0", "sl", 0.1),
+        ("r_clip_s0", "clip", 0.02),
+    ):
+        acc = np.clip(slope * np.log1p(freq) + rng.uniform(0, 0.1, freq.size), 0, 1)
+        pred = (acc * 50).round()
+        folder = pearson_spearman.per_class_path(tmp_path, run, "val").parent
+        folder.mkdir(parents=True)
+        pd.DataFrame({"label": range(freq.size), "freq": freq, "acc": acc, "pred": pred}).to_csv(
+            folder / "per_class.tsv", sep="\t", index=False
+        )
+        rows.append({"run_id": run, "model": model, "seed": int(run[-1]), "eval_dataset": "val"})
+    table = pd.DataFrame(rows)
+    spec = {"select": {"SL": {"model": "sl"}, "CLIP": {"model": "clip"}}, "log_frequency": True}
+    fig, data = pearson_spearman.plot(table, spec, tmp_path)
+    assert {ax.get_xscale() for ax in fig.axes} == {"symlog"}
+    assert set(data["run_id"]) == {"r_sl_s0", "r_clip_s0"}  # each series' lowest seed
+    sl = pd.read_csv(pearson_spearman.per_class_path(tmp_path, "r_sl_s0", "val"), sep="\t")
+    got = data[data["series"] == "SL"].iloc[0]
+    assert got["pearson_acc"] == pytest.approx(pearsonr(sl["freq"], sl["acc"])[0])
+    assert got["spearman_pred"] == pytest.approx(spearmanr(sl["freq"], sl["pred"])[0])
+    fig, _ = pearson_spearman.plot(table, {**spec, "log_frequency": False}, tmp_path)
+    assert {ax.get_xscale() for ax in fig.axes} == {"linear"}

@@ -17,6 +17,7 @@ import yaml
 
 from smk import PAPER, REPO, SNAKEMAKE, job_counts, make_standins, planned_jobs, smk
 from tailstudy import study
+from tailstudy.pipeline import Pipeline
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 
@@ -117,7 +118,8 @@ def test_paper_dry_run_plans_every_job(workdir):
     assert counts["collect_study"] == 10 and counts["collect_probes"] == 1
     assert counts["probe_features"] == 6  # once per DINO run
     assert counts["linear_probe"] == 6 * TRANSFER_SETS
-    assert counts["render_figure"] == 13
+    assert counts["render_figure"] == 15
+    assert counts["compare_to_paper"] == 1
     assert counts["build_variant"] == 38
     # the data rules: 4 local image sets; LAIONet per metadata part; -Cls per caption file; the
     # three downloaded sets (16 URL slices each by default)
@@ -148,6 +150,18 @@ def test_dino_jobs_ask_for_their_gpus(workdir, config):
     assert gpus("probe_features") == [1] * 6
     assert gpus("linear_probe") == [0] * 6 * TRANSFER_SETS
     assert "evaluate_run" not in job_counts(res.stdout)
+
+
+def test_fig11bc_plan_their_runs_and_feed_the_comparison(workdir, config):
+    res = smk(
+        workdir, "-n", "results/figures/fig11c-pearson-spearman.pdf", configfile=PAPER, replace=True
+    )
+    # the figure reads its study's table, so the study's four runs (C8, S6) are trained
+    assert planned_jobs(res.stdout, "train_model") == set(study.expand(config).studies["web-cls"])
+    spec = Pipeline(config).compare_spec()
+    assert spec["figures"]["Fig. 11b"] == "figures/fig11b-pearson-spearman.csv"
+    assert spec["figures"]["Fig. 11c"] == "figures/fig11c-pearson-spearman.csv"
+    assert spec["scale"] == "paper" and "incaps-trim5-ceil1" in spec["variants"]
 
 
 def test_one_figure_plans_only_its_runs(workdir, config):

@@ -1,8 +1,9 @@
-"""Fig. 11a: Pearson (linear) vs Spearman correlation of per-class accuracy and number of
+"""Fig. 11: Pearson (linear) vs Spearman correlation of per-class accuracy and number of
 predictions with training-set class frequency, for the selected SL and CLIP runs.
 
 Each selected series uses its lowest-seed run; panels show per-class points against frequency
-(linear axis) with Pearson r, Pearson r on log10(f+1), and Spearman ρ in the title.
+(linear axis, or log with ``log_frequency`` as in Fig. 11b/c) with Pearson r, Pearson r on
+log10(f+1), and Spearman ρ in the title.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
                 f"Pearson {r:.2f} · log {rl:.2f} · Spearman {rho:.2f}",
                 fontsize=9,
             )
+            if spec.get("log_frequency"):
+                ax.set_xscale("symlog", linthresh=1)
             ax.set_xlabel("training-set class frequency")
             ax.set_ylabel("per-class accuracy" if stat == "acc" else "# predictions")
     fig.tight_layout()
