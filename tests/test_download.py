@@ -304,3 +304,39 @@ def test_no_successful_download_is_one_clear_error_and_removes_nothing(tmp_path)
     assert (d / "00000/img2dataset/00000_stats.json").exists()  # kept: the evidence, and for resume
     assert not (d / "00000/stats.json").exists() and not (d / "manifest.json").exists()
     assert not (tmp_path / "results/data/webcls").exists()
+
+
+def test_birdsnap_downloads_through_the_workflow(tmp_path):
+    """Birdsnap from its release's lists whose URLs hit a loopback server: dead URLs counted,
+    the transfer set holds the served bytes of the images that arrived, split as the reference."""
+    from test_birdsnap import write_release
+
+    www = tmp_path / "www"
+    files = _serve_images(www, 30)
+    images, test = write_release(tmp_path / "birdsnap", n=33)
+    with loopback_server(www) as (base, _):
+        # images 0-29 are served; 30-32 are 404s
+        images["url"] = [f"{base}/{i}.jpg" if i < 30 else f"{base}/gone{i}.jpg" for i in range(33)]
+        images.to_csv(tmp_path / "birdsnap" / "images.txt", sep="\t", index=False)
+        config = yaml.safe_load((REPO / "config.yaml").read_text())
+        config["download"] = TEST_DOWNLOAD
+        config["datasets"]["bs"] = {
+            "source": "birdsnap",
+            "root": str(tmp_path / "birdsnap"),
+            "image_size": 32,
+        }
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(config))
+        smk(tmp_path, "-c2", "results/data/bs/manifest.json", configfile=path)
+
+    root = tmp_path / "results/data/bs"
+    m = read_manifest(root)
+    assert (m["n_urls"], m["images"], m["dead_urls"], m["metric"]) == (33, 30, 3, "top1")
+    idx = read_index(root)
+    assert set(idx[idx["split"] == "test"]["path"]) == {
+        p for p in test if int(p.split("/")[1][:-4]) < 30
+    }
+    assert not set(idx[idx["split"] != "test"]["path"]) & test
+    stored = _stored_images(root)
+    for key, url in zip(idx["key"], idx["url"], strict=True):
+        assert stored[key] == files[url.rsplit("/", 1)[1]]

@@ -45,7 +45,7 @@ SL_RUNS = {
     "trimmed-tail": 36,  # S10
 }
 DINO_RUNS = {"dino-transfer": 6}  # D1-D6
-TRANSFER_SETS = 11  # METHODS §1.4's 12 but Birdsnap (a URL list, not built yet)
+TRANSFER_SETS = 12  # METHODS §1.4: 11 read locally, Birdsnap downloaded from its URL list
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +122,14 @@ def test_paper_dry_run_plans_every_job(workdir):
     assert counts["compare_to_paper"] == 1
     assert counts["build_variant"] == 38
     # the data rules: 4 local image sets; LAIONet per metadata part; -Cls per caption file; the
-    # three downloaded sets (16 URL slices each by default)
-    assert counts["build_local_dataset"] == 5 + TRANSFER_SETS
+    # four downloaded sets (16 URL slices each by default)
+    assert counts["build_local_dataset"] == 5 + TRANSFER_SETS - 1  # all but Birdsnap
     assert counts["laionet_label"] == counts["laionet_similarity"] == 32
     assert counts["laionet_lemmas"] == counts["laionet_filter"] == 1
     assert counts["cls_match"] == counts["cls_urls"] == 2
-    assert counts["download_manifest"] == counts["build_downloaded_dataset"] == 3
-    assert counts["download_shard"] == 3 * 16
+    assert counts["birdsnap_urls"] == 1
+    assert counts["download_manifest"] == counts["build_downloaded_dataset"] == 4
+    assert counts["download_shard"] == 4 * 16
 
 
 def test_dino_jobs_ask_for_their_gpus(workdir, config):

@@ -38,7 +38,8 @@ PROBE_OBJECTIVE = "dino"  # runs evaluated by linear probes on the transfer sets
 
 EMBEDDED_SOURCES = ("embedded",)
 LOCAL_SOURCES = ("image-folder", "imagenet-captions", "transfer")
-URL_SOURCES = ("laionet", "cls")
+URL_SOURCES = ("laionet", "cls", "birdsnap")
+TRANSFER_SOURCES = ("transfer", "birdsnap")  # linear-probe transfer sets (METHODS §1.4)
 
 
 def replaces_default_config(loaded: list[str], cli: dict, replaced: bool, default: str) -> bool:
@@ -103,9 +104,9 @@ class Pipeline:
             ds = self.config["datasets"].get(d)
             if ds is None:
                 raise UserError(f"probe.datasets names unknown dataset {d!r}")
-            if not (ds["source"] == "transfer" or ds.get("probe")):
+            if not (ds["source"] in TRANSFER_SOURCES or ds.get("probe")):
                 raise UserError(
-                    f"probe.datasets: dataset {d} is not a transfer set (source: transfer, or "
+                    f"probe.datasets: dataset {d} is not a transfer set (source: transfer or birdsnap, or "
                     "an embedded dataset with a probe task)"
                 )
         if probe and not self.probe_datasets:
@@ -486,6 +487,13 @@ class Pipeline:
         if ds["source"] in ("image-folder", "transfer"):
             return {"root": ds["root"]}
         return {"captions_json": ds["captions_json"], "imagenet_train": ds["imagenet_train"]}
+
+    def birdsnap_release(self, dataset: str) -> dict[str, str]:
+        """The lists of Birdsnap's release that its URL table and splits are read from."""
+        root = self.config["datasets"][dataset]["root"]
+        return {
+            key: os.path.join(root, f"{key}.txt") for key in ("images", "species", "test_images")
+        }
 
     def metadata_parts(self, dataset: str) -> list[str]:
         """Part ids (00000, 00001, ...) of a dataset's metadata files, in list order."""

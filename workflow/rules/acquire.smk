@@ -161,6 +161,23 @@ rule cls_urls:
         "python -m tailstudy acquire cls-urls --matches {input} --out {output} > {log} 2>&1"
 
 
+rule birdsnap_urls:
+    """Birdsnap: the URL table, one row per image of its release's images.txt, with its species."""
+    input:
+        unpack(by(P.birdsnap_release, "dataset")),
+        spec=L.path(L.SPEC, kind="datasets", name="{dataset}"),
+    output:
+        L.DOWNLOAD_URLS,
+    log:
+        "results/logs/birdsnap_urls/{dataset}.log",
+    wildcard_constraints:
+        dataset=only(P.datasets_of("birdsnap")),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m tailstudy acquire birdsnap-urls --spec {input.spec} --out {output} > {log} 2>&1"
+
+
 rule download_shard:
     """img2dataset over one slice of the URL table. The images stay in {shard}/img2dataset/
     (not an output): a killed or failed job resumes there; stats.json is written last."""

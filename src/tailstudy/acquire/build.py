@@ -365,6 +365,12 @@ def build_real_dataset(spec: dict, out: str | Path, name: str, downloads: str | 
         from tailstudy.acquire.transfer import build_transfer
 
         return build_transfer(spec, out, name)
+    if kind == "birdsnap":
+        if downloads is None:
+            raise UserError(f"dataset {name} (birdsnap) needs --downloads (its download folder)")
+        from tailstudy.acquire import birdsnap
+
+        return birdsnap.build(spec, out, name, Path(downloads))
     if kind in ("laionet", "cls"):
         if downloads is None:
             raise UserError(f"dataset {name} ({kind}) needs --downloads (its download folder)")

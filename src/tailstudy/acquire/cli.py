@@ -8,6 +8,7 @@ Subcommands:
 * ``laionet-filter``: NSFW filter and threshold over all parts -> the URL table.
 * ``cls-match``: match one caption metadata file against the classes' WordNet lemmas.
 * ``cls-urls``: gather the matches into the URL table (one row per image).
+* ``birdsnap-urls``: Birdsnap's URL table from its release's ``images.txt``.
 * ``download``: img2dataset over one slice of a URL table (resumable).
 * ``download-manifest``: gather the slices' stats into the dataset's download manifest.
 """
@@ -113,6 +114,20 @@ def cmd_cls_urls(a: argparse.Namespace) -> None:
     log.info("-Cls URL table: %s", counts)
 
 
+def cmd_birdsnap_urls(a: argparse.Namespace) -> None:
+    from tailstudy.acquire.birdsnap import read_release
+
+    spec = read_json(a.spec)["dataset"]
+    classes, urls, test = read_release(spec["root"])
+    _write_table(urls, a.out)
+    log.info(
+        "Birdsnap URL table: %d images of %d species, %d on the test list",
+        len(urls),
+        len(classes),
+        len(test),
+    )
+
+
 def cmd_download(a: argparse.Namespace) -> None:
     from tailstudy.acquire.download import DownloadSettings, download_shard
 
@@ -191,6 +206,11 @@ def add_commands(parent) -> None:
     s.add_argument("--matches", required=True, nargs="+", type=Path)
     s.add_argument("--out", required=True, type=Path)
     s.set_defaults(func=cmd_cls_urls)
+
+    s = sub.add_parser("birdsnap-urls", help="Birdsnap's URL table from its release's images.txt")
+    s.add_argument("--spec", required=True, type=Path, help="the dataset's spec JSON")
+    s.add_argument("--out", required=True, type=Path)
+    s.set_defaults(func=cmd_birdsnap_urls)
 
     s = sub.add_parser("download", help="img2dataset over one slice of a URL table")
     s.add_argument("--urls", required=True, type=Path, help="URL table (Parquet)")
