@@ -250,3 +250,105 @@ def test_pearson_spearman_reads_per_class_files_and_draws_log_frequency(tmp_path
     assert got["spearman_pred"] == pytest.approx(spearmanr(sl["freq"], sl["pred"])[0])
     fig, _ = pearson_spearman.plot(table, {**spec, "log_frequency": False}, tmp_path)
     assert {ax.get_xscale() for ax in fig.axes} == {"linear"}
+
+
+def _category_table() -> pd.DataFrame:
+    """CLIP (random-init and frozen) and SL runs on three training sets, two seeds each; the
+    ``big`` runs are evaluated on ``val`` by default and on ``val100`` as a further set."""
+    rows = []
+    for variant, label in (("small", "Small"), ("mid", "Mid"), ("big", "Big")):
+        for model, recipe, tower in (
+            ("clip", "clip", "scratch"),
+            ("clip", "clip-frozen", "frozen"),
+            ("sl", "sl-frozen", ""),
+        ):
+            for seed in (0, 1):
+                base = {"small": 0.1, "mid": 0.2, "big": 0.3}[variant] + 0.01 * seed
+                base += {"clip": 0.0, "clip-frozen": 0.05, "sl-frozen": 0.5}[recipe]
+                row = {
+                    "run_id": f"{variant}_{recipe}_s{seed}",
+                    "variant": variant,
+                    "variant_label": label,
+                    "model": model,
+                    "objective": model,
+                    "recipe": recipe,
+                    "text_tower": tower,
+                    "seed": seed,
+                    "eval_dataset": "val100",
+                    "top1": base,
+                    "rho_acc": -base,
+                    "rho_pred": 2 * base,
+                }
+                if variant == "big":  # its own set is val; val100 a further one
+                    row.update(eval_dataset="val", rho_acc=9.0, rho_pred=9.0)
+                    row["val100.rho_acc"], row["val100.rho_pred"] = -base, 2 * base
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_categories_reads_each_arm_per_training_set_and_evaluation_set():
+    from tailstudy.figures import categories
+
+    table = _category_table()
+    spec = {
+        "categories": ["small", "mid", "big"],
+        "category_labels": {"big": "All"},
+        "dataset": "val100",
+        "statistics": ["rho_acc", "rho_pred"],
+        "select": {"CLIP": {"recipe": "clip-frozen"}, "SL": {"model": "sl"}},
+    }
+    fig, data = categories.plot(table, spec, None)
+    got = data.set_index(["arm", "category", "statistic"])
+    # the mean over seeds; on big, read from its val100 columns, not its own (9.0)
+    assert got.loc[("CLIP", "big", "rho_acc"), "value"] == pytest.approx(-(0.35 + 0.36) / 2)
+    assert got.loc[("SL", "small", "rho_pred"), "value"] == pytest.approx(2 * 0.605)
+    assert (got["n_seeds"] == 2).all() and len(data) == 2 * 3 * 2
+    assert data.drop_duplicates("category")["category_label"].tolist() == ["Small", "Mid", "All"]
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Small", "Mid", "All"]
+    styles = {line.get_label(): (line.get_linestyle(), line.get_marker()) for line in ax.lines}
+    assert styles["CLIP: corr. freq vs acc"] == ("-", "o")  # frozen CLIP solid
+    assert styles["SL: corr. freq vs #pred"] == ("--", "X")  # SL dashed crosses
+    colours = {line.get_label(): line.get_color() for line in ax.lines}
+    assert colours["CLIP: corr. freq vs acc"] == colours["SL: corr. freq vs acc"]
+
+    # Fig. 4b: two statistics on twin axes, random-init dashed, a reference square at one category
+    spec = {
+        "categories": ["small", "mid"],
+        "statistics": ["top1", "rho_acc"],
+        "twin_axes": True,
+        "select": {"Rand": {"recipe": "clip"}, "Frozen": {"recipe": "clip-frozen"}},
+        "references": {
+            "Big frozen": {"at": "mid", "select": {"variant": "big", "recipe": "clip-frozen"}}
+        },
+    }
+    fig, data = categories.plot(table, spec, None)
+    assert len(fig.axes) == 2
+    rand = [ln for ln in fig.axes[0].lines if ln.get_label() == "Rand: top-1"][0]
+    assert rand.get_linestyle() == "--" and list(rand.get_ydata()) == pytest.approx([0.105, 0.205])
+    ref = data[data["reference"]].set_index("statistic")
+    assert ref.loc["top1", "category"] == "mid" and ref.loc["top1", "value"] == pytest.approx(0.355)
+    assert ref.loc["rho_acc", "value"] == 9.0  # its own evaluation set: no dataset given
+    square = [ln for ln in fig.axes[1].lines if ln.get_label() == "Big frozen: corr. freq vs acc"]
+    assert square[0].get_marker() == "s" and list(square[0].get_xdata()) == [1]
+
+
+def test_categories_name_what_is_missing():
+    from tailstudy.figures import categories
+
+    table = _category_table().drop(columns=["val100.rho_acc", "val100.rho_pred"])
+    spec = {
+        "categories": ["small", "big"],
+        "dataset": "val100",
+        "statistics": ["rho_acc"],
+        "select": {"CLIP": {"recipe": "clip"}},
+    }
+    with pytest.raises(
+        UserError, match="runs big_clip_s0, big_clip_s1 were not evaluated on val100"
+    ):
+        categories.series(table, spec)
+    with pytest.raises(UserError, match="no run of variant huge matches"):
+        categories.series(_category_table(), {**spec, "categories": ["huge"]})
+    bad = {**spec, "references": {"R": {"at": "nowhere", "select": {"variant": "big"}}}}
+    with pytest.raises(UserError, match="'at' nowhere is not a category"):
+        categories.series(_category_table(), bad)

@@ -31,6 +31,9 @@ KINDS: dict[str, FigureKind] = {
     "pearson-spearman": FigureKind(RUNS, "pearson_spearman:plot", ("studies",)),
     "scale": FigureKind(RUNS, "scale:plot", ("studies",)),
     "tail-trim": FigureKind(RUNS, "tail_trim:plot", ("studies",)),
+    "categories": FigureKind(
+        RUNS, "categories:plot", ("studies", "categories", "statistics", "select")
+    ),
     "frequency-ranks": FigureKind(FREQUENCY, "frequency:ranks", ("panels", "rank_by"), True),
     "label-curves": FigureKind(FREQUENCY, "frequency:label_curves", ("corpora",), True),
     "frequency-correlation": FigureKind(FREQUENCY, "frequency:correlation", ("corpora",)),
