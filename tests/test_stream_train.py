@@ -250,3 +250,33 @@ def test_variant_keys_in_no_shard_are_reported_before_training(tmp_path):
     line = _one_line_error(res)
     assert "ghost0001" in line and "in no shard" in line
     assert "epoch" not in res.stderr and not (out / "ckpt").exists()
+
+
+def test_streamed_dino_cuts_the_same_crops_and_trains(tiny, tmp_path):
+    """DINO over a split too large for memory: the workers decode each batch's images as the
+    in-memory path holds them, so its multi-crop (in the training process) cuts the same crops;
+    a short run trains and exports its teacher."""
+    from tailstudy.data.loader import Rows
+    from tailstudy.train.loop import fit
+    from tailstudy.train.objectives.dino import DINO
+    from test_dino_objective import dino_config
+
+    _, ds, index = tiny
+    memory = open_split(ds, index, objective="dino", progress=False)
+    streamed = open_split(ds, index, objective="dino", in_memory_max_mb=0, workers=0)
+    assert isinstance(memory, InMemorySet) and isinstance(streamed, StreamedSplit)
+    cfg = dino_config()
+    rows = next(streamed.epoch(0, 0, batch_size=4, seed=0, drop_last=True))
+    assert rows.images.dtype == torch.uint8 and rows.images.shape == (4, 32, 32, 3)
+    assert torch.equal(rows.images, memory.images_at(rows.idx))
+    obj = DINO(cfg, None, steps_per_epoch=2)
+    torch.manual_seed(0)
+    model = obj.build(["thing"], None)
+    crops = []
+    for data, batch_rows in ((memory, Rows(rows.idx)), (streamed, rows)):
+        obj.setup(model, data, torch.device("cpu"))
+        crops.append(obj.batch(data, batch_rows, torch.Generator().manual_seed(3))["crops"])
+    assert all(torch.equal(a, b) for a, b in zip(*crops, strict=True))
+
+    history = fit(cfg, streamed, tmp_path / "out", tmp_path / "ckpt", device="cpu")
+    assert len(history) == 2 and (tmp_path / "out" / "model.pt").is_file()

@@ -76,13 +76,31 @@ def fits_in_memory(rows: int, image_side: int, max_mb: float = DEFAULT_IN_MEMORY
 # --------------------------------------------------------------------------- transforms
 
 
+class FittedUint8:
+    """A PIL image as the in-memory path holds it: resized (shorter side, bicubic) and
+    centre-cropped to ``size`` square, uint8 HWC. DINO's multi-crop then cuts each batch in the
+    training process, as it does in memory, so both paths give the same crops."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, img) -> torch.Tensor:
+        from tailstudy.data.format import fit_image
+
+        return torch.from_numpy(np.asarray(fit_image(img, (self.size, self.size))).copy())
+
+
 def train_transform(objective: str, image_size: int = 224, scale=(0.9, 1.0)):
     """The recipe's training transform of a PIL image (METHODS §0.4, §4.2, §4.4).
 
     CLIP: open_clip's train preprocess (RandomResizedCrop(scale) bicubic → tensor → OpenAI
     normalisation, no flip, no colour jitter). SL: the same steps as torchvision's ImageNet
     recipe with the paper's values (torchvision's RandomResizedCrop, bicubic, scale (0.9, 1)).
+    DINO: the image fitted to ``image_size`` (:class:`FittedUint8`); its multi-crop runs on the
+    batch.
     """
+    if objective == "dino":
+        return FittedUint8(image_size)
     if objective == "clip":
         import open_clip
 
@@ -105,7 +123,7 @@ def train_transform(objective: str, image_size: int = 224, scale=(0.9, 1.0)):
                 T.Normalize(OPENAI_MEAN, OPENAI_STD),
             ]
         )
-    raise UserError(f"objective {objective!r}: expected clip or sl")
+    raise UserError(f"objective {objective!r}: expected clip, sl or dino")
 
 
 def eval_transform(objective: str, image_size: int = 224):

@@ -80,12 +80,6 @@ class DINO(Objective):
         from tailstudy.train.dino import MultiCrop
 
         super().setup(model, data, device)
-        if data.streams:  # multi-crop cuts the decoded images of each batch's rows
-            raise UserError(
-                f"run {self.cfg.run_id}: DINO's multi-crop reads its training images in memory, "
-                f"and this split ({len(data)} rows) is larger than resources.in_memory_max_mb; "
-                "raise that limit (streamed multi-crop is not implemented)"
-            )
         if self.spec.global_crop_size > data.image_size:
             raise UserError(
                 f"run {self.cfg.run_id}: global crops of {self.spec.global_crop_size} px exceed "
@@ -108,7 +102,9 @@ class DINO(Objective):
         return hp["lr"]
 
     def batch(self, data: TrainingSet, rows: Rows, generator: torch.Generator) -> Batch:
-        crops = self.multicrop(data.images_at(rows.idx), generator)
+        # streamed: the loader workers decoded the rows' images (uint8, fitted to image_size)
+        images = data.images_at(rows.idx) if rows.images is None else rows.images
+        crops = self.multicrop(images, generator)
         return {"crops": [c.to(self.device, non_blocking=True) for c in crops]}
 
     def epoch(self, step: int) -> int:
