@@ -347,6 +347,10 @@ def test_categories_name_what_is_missing():
         UserError, match="runs big_clip_s0, big_clip_s1 were not evaluated on val100"
     ):
         categories.series(table, spec)
+    partly = _category_table()  # the column exists (other runs have it), this arm's are empty
+    partly.loc[partly["recipe"] == "clip", "val100.rho_acc"] = np.nan
+    with pytest.raises(UserError, match="runs big_clip_s0, big_clip_s1 have no rho_acc on val100"):
+        categories.series(partly, spec)
     with pytest.raises(UserError, match="no run of variant huge matches"):
         categories.series(_category_table(), {**spec, "categories": ["huge"]})
     bad = {**spec, "references": {"R": {"at": "nowhere", "select": {"variant": "big"}}}}

@@ -144,6 +144,17 @@ def test_fig11_table1_sizes_and_scale(tmp_path):
     assert ln["reason"].str.contains("Re-LAION-5B").all()
     assert len(t[t["item"] == "Table 2"]) == 6 * 13
 
+    # a config that draws no Fig. 11b: its rows are not computed, whatever file lies there
+    only_a = compare.build(
+        tmp_path,
+        "paper",
+        series={"CLIP": "Frozen CLIP"},
+        figures={"Fig. 11a": "figures/fig11a-pearson-spearman.csv"},
+    )
+    b = only_a[only_a["item"] == "Fig. 11b"]
+    assert b["ours"].isna().all()
+    assert (b["reason"] == "not computed: Fig. 11b: not drawn by this config").all()
+
     # the same files at embedded scale: nothing is comparable, and each row says why
     e = compare.build(tmp_path, "embedded", series={"CLIP": "Frozen CLIP"})
     computed = e[e["ours"].notna()]

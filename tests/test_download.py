@@ -307,8 +307,11 @@ def test_no_successful_download_is_one_clear_error_and_removes_nothing(tmp_path)
 
 
 def test_birdsnap_downloads_through_the_workflow(tmp_path):
-    """Birdsnap from its release's lists whose URLs hit a loopback server: dead URLs counted,
-    the transfer set holds the served bytes of the images that arrived, split as the reference."""
+    """Birdsnap from its release's lists whose URLs hit a loopback server: dead URLs and images
+    whose bytes are not the listed ones (md5) counted as failures, the transfer set holds the
+    served bytes of the images that arrived, split as the reference."""
+    import hashlib
+
     from test_birdsnap import write_release
 
     www = tmp_path / "www"
@@ -317,6 +320,8 @@ def test_birdsnap_downloads_through_the_workflow(tmp_path):
     with loopback_server(www) as (base, _):
         # images 0-29 are served; 30-32 are 404s
         images["url"] = [f"{base}/{i}.jpg" if i < 30 else f"{base}/gone{i}.jpg" for i in range(33)]
+        images["md5"] = [hashlib.md5(files.get(f"{i}.jpg", b"")).hexdigest() for i in range(33)]
+        images.loc[7, "md5"] = "0" * 32  # image 7 is served, but not the photo the list names
         images.to_csv(tmp_path / "birdsnap" / "images.txt", sep="\t", index=False)
         config = yaml.safe_load((REPO / "config.yaml").read_text())
         config["download"] = TEST_DOWNLOAD
@@ -331,11 +336,13 @@ def test_birdsnap_downloads_through_the_workflow(tmp_path):
 
     root = tmp_path / "results/data/bs"
     m = read_manifest(root)
-    assert (m["n_urls"], m["images"], m["dead_urls"], m["metric"]) == (33, 30, 3, "top1")
+    assert (m["n_urls"], m["images"], m["dead_urls"], m["metric"]) == (33, 29, 4, "top1")
+    dl = json.loads((tmp_path / "results/downloads/bs/manifest.json").read_text())
+    assert dl["by_reason"]["hash mismatch"] == 1
     idx = read_index(root)
-    assert set(idx[idx["split"] == "test"]["path"]) == {
-        p for p in test if int(p.split("/")[1][:-4]) < 30
-    }
+    arrived = {p for p in images["path"] if int(p.split("/")[1][:-4]) < 30} - {images["path"][7]}
+    assert set(idx[idx["split"] == "test"]["path"]) == test & arrived
+    assert images["path"][7] not in set(idx["path"])
     assert not set(idx[idx["split"] != "test"]["path"]) & test
     stored = _stored_images(root)
     for key, url in zip(idx["key"], idx["url"], strict=True):

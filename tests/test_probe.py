@@ -127,6 +127,11 @@ def test_probe_table_figures_and_claim(tmp_path):
     cell = rows.loc["ImageNet (vanilla), vocabulary 65536: Aircraft"]
     assert (cell["paper"], cell["ours"], cell["ours_from"]) == (27.0, 50.0, "table2.csv")
     assert rows.loc["ImageNet (vanilla), vocabulary 65536: Avg", "paper"] == 60.8
+    assert cell["comparable"] == "yes"  # paper scale, sources unchanged
+    # Birdsnap's images come from URLs that died since: its cells, and Avg, do not compare
+    avg = rows.loc["ImageNet (vanilla), vocabulary 65536: Avg"]
+    assert avg["ours"] == t2.loc[("cur", "Avg"), "score"]
+    assert avg["comparable"] == "no" and avg["reason"].startswith("Birdsnap")
     assert np.isnan(rows.loc["LAIONet (vanilla), vocabulary 65536: Aircraft", "ours"])  # unmapped
 
     claim = {

@@ -165,7 +165,6 @@ rule birdsnap_urls:
     """Birdsnap: the URL table, one row per image of its release's images.txt, with its species."""
     input:
         unpack(by(P.birdsnap_release, "dataset")),
-        spec=L.path(L.SPEC, kind="datasets", name="{dataset}"),
     output:
         L.DOWNLOAD_URLS,
     log:
@@ -175,7 +174,8 @@ rule birdsnap_urls:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m tailstudy acquire birdsnap-urls --spec {input.spec} --out {output} > {log} 2>&1"
+        "python -m tailstudy acquire birdsnap-urls --root $(dirname {input.images})"
+        " --out {output} > {log} 2>&1"
 
 
 rule download_shard:

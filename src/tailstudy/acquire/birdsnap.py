@@ -7,8 +7,9 @@ The release (``birdsnap.tgz``, extracted into ``root``) lists the images, not th
     <root>/species.txt      tab-separated, header: id, common, scientific, dir (500 species)
     <root>/test_images.txt  header ``path``, then the paths of the 2,443 test images
 
-The images are downloaded by img2dataset like LAIONet's (:mod:`tailstudy.acquire.download`;
-dead URLs are counted in the download manifest and the dataset's). The splits follow the
+The images are downloaded by img2dataset like LAIONet's (:mod:`tailstudy.acquire.download`),
+each checked against the list's md5 (a placeholder served for a deleted photo fails as a hash
+mismatch); dead or changed URLs are counted in the download manifest and the dataset's. The splits follow the
 reference linear-probe code (SSLT): test = the test list's images that arrived; the train pool =
 90% of the candidates (``sklearn.model_selection.train_test_split(test_size=0.1,
 random_state=0)``), of which a seeded 20% is validation. The reference takes every downloaded

@@ -117,8 +117,7 @@ def cmd_cls_urls(a: argparse.Namespace) -> None:
 def cmd_birdsnap_urls(a: argparse.Namespace) -> None:
     from tailstudy.acquire.birdsnap import read_release
 
-    spec = read_json(a.spec)["dataset"]
-    classes, urls, test = read_release(spec["root"])
+    classes, urls, test = read_release(a.root)
     _write_table(urls, a.out)
     log.info(
         "Birdsnap URL table: %d images of %d species, %d on the test list",
@@ -208,7 +207,7 @@ def add_commands(parent) -> None:
     s.set_defaults(func=cmd_cls_urls)
 
     s = sub.add_parser("birdsnap-urls", help="Birdsnap's URL table from its release's images.txt")
-    s.add_argument("--spec", required=True, type=Path, help="the dataset's spec JSON")
+    s.add_argument("--root", required=True, type=Path, help="where birdsnap.tgz is extracted")
     s.add_argument("--out", required=True, type=Path)
     s.set_defaults(func=cmd_birdsnap_urls)
 

@@ -147,8 +147,12 @@ def _stop_children(signum=None, frame=None) -> None:
         os._exit(128 + signum)
 
 
-def run_img2dataset(url_file: Path, folder: Path, settings: DownloadSettings) -> None:
-    """One ``img2dataset.download`` call (must run under a ``__main__`` guard: it spawns)."""
+def run_img2dataset(
+    url_file: Path, folder: Path, settings: DownloadSettings, verify_md5: bool = False
+) -> None:
+    """One ``img2dataset.download`` call (must run under a ``__main__`` guard: it spawns).
+    ``verify_md5``: the URL file's ``md5`` column holds each image's hash, and a download whose
+    original bytes differ (a placeholder served for a deleted photo) counts as failed."""
     os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"  # else every worker queries the package index
     os.environ.setdefault("WANDB_MODE", "disabled")
     from img2dataset import download
@@ -161,6 +165,8 @@ def run_img2dataset(url_file: Path, folder: Path, settings: DownloadSettings) ->
             url_col="url",
             caption_col="caption",
             save_additional_columns=["row_id"],
+            compute_hash="md5" if verify_md5 else "sha256",
+            verify_hash=["md5", "md5"] if verify_md5 else None,
             output_format="webdataset",
             output_folder=str(folder),
             image_size=settings.image_size,
@@ -250,6 +256,7 @@ def download_shard(
     """Download URL slice ``shard`` into ``work_dir``; write and return its stats."""
     work = Path(work_dir)
     rows = url_slice(read_urls(urls_path), shard, settings.url_shards)
+    verify_md5 = "md5" in rows.columns  # a URL table with hashes (Birdsnap's) has them checked
     work.mkdir(parents=True, exist_ok=True)
     folder = work / "img2dataset"
     name = f"{shard:05d}"
@@ -265,6 +272,8 @@ def download_shard(
         with atomic_path(slice_file, suffix=".parquet") as tmp:
             cols = rows[["url", "row_id"]].copy()
             cols["caption"] = rows.get("caption", None)
+            if verify_md5:
+                cols["md5"] = rows["md5"]
             cols.to_parquet(tmp, index=False)
         with atomic_path(fp_file) as tmp:
             tmp.write_text(fp + "\n")
@@ -274,7 +283,7 @@ def download_shard(
             "%s: %d URLs in %d img2dataset shards (%d already done)", work, len(rows), n_parts, done
         )
         if done < n_parts:
-            run_img2dataset(slice_file, folder, settings)
+            run_img2dataset(slice_file, folder, settings, verify_md5)
         stats = summarise(name, len(rows), read_img2dataset_stats(folder, n_parts))
     log.info(
         "%s: %d of %d downloaded; failures by reason: %s",

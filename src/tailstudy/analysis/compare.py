@@ -45,7 +45,10 @@ CHANGES = {
     "LAIONet": f"LAIONet is built from LAION-400M metadata ({RELAION}) and {LINK_ROT}",
     "YFCC-15M-Cls": f"YFCC-15M-Cls: {LINK_ROT}",
     "CC-12M-Cls": f"CC-12M-Cls: {LINK_ROT}",
+    "Birdsnap": f"Birdsnap (a transfer set, in Avg too): {LINK_ROT}",
 }
+
+NOT_DRAWN = "not drawn by this config"
 
 COLUMNS = [
     "item",
@@ -75,8 +78,9 @@ FIGURE_FILES = {
 _CORR_NAMES = {"pearson": "Pearson", "pearson_log": "Pearson (log)", "spearman": "Spearman"}
 
 
-def _csv(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.is_file() else None
+def _csv(path: Path | None) -> pd.DataFrame | None:
+    """A figure's CSV; None where this config draws no such figure or it is not drawn yet."""
+    return pd.read_csv(path) if path is not None and path.is_file() else None
 
 
 def _manifest(path: Path) -> dict | None:
@@ -92,8 +96,8 @@ def _fig11(results: Path, files: Mapping[str, str], series: Mapping[str, str]) -
     rows = []
     for (panel, model, stat, corr), value in paper.FIG11.items():
         item, sources = f"Fig. 11{panel}", FIG11_SOURCES[panel]
-        src = files.get(item, FIGURE_FILES[item])
-        path = results / src
+        src = files.get(item)
+        path = results / src if src else None
         df, ours = _csv(path), math.nan
         col = f"{corr}_{stat}"
         if df is not None:
@@ -111,14 +115,14 @@ def _fig11(results: Path, files: Mapping[str, str], series: Mapping[str, str]) -
                 "paper": value,
                 "ours": ours,
                 "sources": sources,
-                "ours_from": src,
+                "ours_from": src or f"{item}: {NOT_DRAWN}",
             }
         )
     return rows
 
 
-def _fig13(results: Path, src: str) -> list[dict]:
-    df = _csv(results / src)
+def _fig13(results: Path, src: str | None) -> list[dict]:
+    df = _csv(results / src if src else None)
     found: dict[tuple, float] = {}
     if df is not None:
         for r in df.itertuples(index=False):
@@ -131,14 +135,15 @@ def _fig13(results: Path, src: str) -> list[dict]:
             "ours": found.get((cs, a, b), math.nan),
             "sources": (a, b),
             "tables": (a, b),
-            "ours_from": src,
+            "ours_from": src or f"Fig. 13: {NOT_DRAWN}",
         }
         for (cs, a, b), value in paper.FIG13.items()
     ]
 
 
-def _table1(results: Path, src: str, corpus: str) -> list[dict]:
-    df = _csv(results / src)
+def _table1(results: Path, src: str | None, corpus: str) -> list[dict]:
+    df = _csv(results / src if src else None)
+    src = src or f"Table 1: {NOT_DRAWN}"
     counts = acc = None
     if df is not None:
         counts = df["count"].to_numpy()
@@ -184,8 +189,8 @@ def _table1(results: Path, src: str, corpus: str) -> list[dict]:
     return rows
 
 
-def _table2(results: Path, src: str) -> list[dict]:
-    df = _csv(results / src)
+def _table2(results: Path, src: str | None) -> list[dict]:
+    df = _csv(results / src if src else None)
     found = {}
     if df is not None and {"paper_row", "paper_dataset", "score"} <= set(df.columns):
         for r in df.dropna(subset=["paper_row", "paper_dataset"]).itertuples():
@@ -197,8 +202,11 @@ def _table2(results: Path, src: str) -> list[dict]:
             "quantity": f"{pre}, vocabulary {vocab}: {ds}",
             "paper": value,
             "ours": found.get((pre, vocab, ds), math.nan),
-            "sources": ("LAIONet",) if pre.startswith("LAIONet") else ("ImageNet",),
-            "ours_from": src,
+            "sources": (
+                "LAIONet" if pre.startswith("LAIONet") else "ImageNet",
+                *(("Birdsnap",) if ds in ("Birdsnap", "Avg") else ()),
+            ),
+            "ours_from": src or f"Table 2: {NOT_DRAWN}",
         }
         for (pre, vocab, ds), value in paper.TABLE2.items()
     ]
@@ -249,6 +257,8 @@ def published_labels(config: Mapping) -> set[str]:
 
 def _verdict(row: dict, scale: str, published: set[str], changes: Mapping[str, str]):
     if row["ours"] is None or (isinstance(row["ours"], float) and math.isnan(row["ours"])):
+        if row["ours_from"].endswith(NOT_DRAWN):
+            return "no", f"not computed: {row['ours_from']}"
         return "no", f"not computed: {row['ours_from']} is missing or lacks this number"
     tables = row.get("tables", ())
     from_published = bool(tables) and all(t in published for t in tables)
@@ -277,17 +287,17 @@ def build(
     ``series``: Fig. 11 series names (``SL``, ``CLIP``) -> the labels the figures use (a figure
     holding the paper's name itself is read too);
     ``variants``: the paper config's variant names -> this config's; ``figures``: paper label ->
-    the CSV (under ``results``) of this config's figure with that label (default
-    :data:`FIGURE_FILES`)."""
+    the CSV (under ``results``) of this config's figure with that label, a label it lacks being
+    a figure this config does not draw (default :data:`FIGURE_FILES`, the paper config's)."""
     results = Path(results)
     published = set(published)
     changes = CHANGES if changes is None else changes
-    files = {**FIGURE_FILES, **(figures or {})}
+    files = dict(FIGURE_FILES if figures is None else figures)
     rows = [
         *_fig11(results, files, series or {}),
-        *_fig13(results, files["Fig. 13"]),
-        *_table1(results, files["Table 1"], table1_corpus),
-        *_table2(results, files["Table 2"]),
+        *_fig13(results, files.get("Fig. 13")),
+        *_table1(results, files.get("Table 1"), table1_corpus),
+        *_table2(results, files.get("Table 2")),
         *_sizes(results, variants or {}),
     ]
     for r in rows:

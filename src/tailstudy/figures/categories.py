@@ -42,7 +42,15 @@ def _value(rows: pd.DataFrame, stat: str, dataset: str | None, what: str) -> pd.
         )
     if stat not in rows.columns:
         raise UserError(f"{what}: the study table has no statistic {stat!r}")
-    return rows[stat].where(own, rows.get(further))
+    values = rows[stat].where(own, rows.get(further))
+    if values.isna().any():
+        runs = ", ".join(rows.loc[values.isna(), "run_id"].head(3))
+        where = f" on {dataset}" if dataset else ""
+        raise UserError(
+            f"{what}: runs {runs} have no {stat}{where}; evaluate them there (variant "
+            "evaluation, also) or drop them from the arm"
+        )
+    return values
 
 
 def series(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
