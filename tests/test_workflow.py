@@ -33,7 +33,7 @@ def test_dry_run_job_counts_for_the_embedded_config(workdir):
     assert job_counts(out) == {
         # 14 + 14 + 15 runs, 5 shared, + the pre-training run; 7 DINO runs (1 + 2 arms x 3 seeds)
         "write_run_config": 39 + 7,
-        "write_spec": 35,  # 6 datasets, 17 variants, 11 figures, claims
+        "write_spec": 36,  # 6 datasets, 17 variants, 11 figures, claims, the paper comparison
         "build_dataset": 6,  # incaps, val, pretrain, web, the 2 transfer tasks
         "build_variant": 17,  # 9 caption variants, pretrain, web-cls and its 5 fractions, incaps-f4
         "train_model": 39 + 7,
@@ -47,6 +47,7 @@ def test_dry_run_job_counts_for_the_embedded_config(workdir):
         "merge_counts": 6,
         "render_figure": 11,
         "check_claims": 1,
+        "compare_to_paper": 1,
         "all_figures": 1,
     }
 
