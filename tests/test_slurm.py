@@ -61,6 +61,7 @@ def tiny_study(dest: Path) -> Path:
     config["variants"] = {"incaps-full": config["variants"]["incaps-full"]}
     config.pop("text_encoders")
     config.pop("frequency")
+    config.pop("probe")  # no DINO run: no transfer tasks to probe
     config["recipes"] = {
         "sl-long": {**config["recipes"]["sl"], "epochs": 3, "batch_size": 32},
         "clip-gpu": {**config["recipes"]["clip"], "epochs": 3, "batch_size": 64, "gpus": 1},
