@@ -196,8 +196,8 @@ def one_crop(
     """One RandomResizedCrop per image (``recipe.aug_scale``), normalised, on ``device``.
 
     In-memory rows (or a plain index tensor) are cropped here from ``generator``; streamed rows
-    arrive cropped by the loader workers (the recipe's transform of the source image). On CUDA
-    the batch goes over from pinned memory and in channels_last (the model is converted too).
+    arrive cropped by the loader workers (the recipe's transform of the source image). The batch
+    is channels_last, as the model is (``fit``); on CUDA it goes over from pinned memory.
     """
     import torch
 
@@ -213,7 +213,7 @@ def one_crop(
     else:
         x = images
     if device.type != "cuda":
-        return x.to(device)
+        return x.to(device).contiguous(memory_format=torch.channels_last)
     if not x.is_pinned():
         x = x.pin_memory()
     return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)

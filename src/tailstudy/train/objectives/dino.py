@@ -105,7 +105,10 @@ class DINO(Objective):
         # streamed: the loader workers decoded the rows' images (uint8, fitted to image_size)
         images = data.images_at(rows.idx) if rows.images is None else rows.images
         crops = self.multicrop(images, generator)
-        return {"crops": [c.to(self.device, non_blocking=True) for c in crops]}
+        import torch
+
+        cl = torch.channels_last  # as the model is (``fit``)
+        return {"crops": [c.to(self.device, non_blocking=True, memory_format=cl) for c in crops]}
 
     def epoch(self, step: int) -> int:
         return step // self.steps_per_epoch if self.steps_per_epoch else 0
