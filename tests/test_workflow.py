@@ -31,21 +31,22 @@ def test_lint_and_format_are_clean(workdir):
 def test_dry_run_job_counts_for_the_embedded_config(workdir):
     out = smk(workdir, "-n", "--quiet", "rules").stdout
     assert job_counts(out) == {
-        # 14 + 14 + 15 runs, 5 shared, + the pre-training run; 7 DINO runs (1 + 2 arms x 3 seeds)
-        "write_run_config": 39 + 7,
-        "write_spec": 36,  # 6 datasets, 17 variants, 11 figures, claims, the paper comparison
+        # 14 + 14 + 15 runs, 5 shared, + the pre-training run; 7 DINO runs (1 + 2 arms x 3 seeds);
+        # the scale study: 4 fractions x 4 text towers, 2 x 2 more seeds, SL and frozen SL
+        "write_run_config": 39 + 7 + 22,
+        "write_spec": 37,  # 6 datasets, 17 variants, 12 figures, claims, the paper comparison
         "build_dataset": 6,  # incaps, val, pretrain, web, the 2 transfer tasks
         "build_variant": 17,  # 9 caption variants, pretrain, web-cls and its 5 fractions, incaps-f4
-        "train_model": 39 + 7,
-        "evaluate_run": 38,  # the pre-training run is a dependency, not a study run; DINO runs
+        "train_model": 39 + 7 + 22,
+        "evaluate_run": 38 + 22,  # the pre-training run is a dependency, not a study run; DINO runs
         "probe_features": 7,  # are probed instead: features once per run,
         "linear_probe": 7 * 2,  # one probe per (run, transfer task)
-        "collect_study": 3,
+        "collect_study": 4,
         "collect_probes": 1,
         "wordnet": 1,
         "count_shard": 6,  # web, pretrain, incaps captions x imagenet, imagenet100
         "merge_counts": 6,
-        "render_figure": 11,
+        "render_figure": 12,
         "check_claims": 1,
         "compare_to_paper": 1,
         "all_figures": 1,
@@ -100,7 +101,8 @@ def test_changing_one_recipe_value_reruns_exactly_its_runs(workdir):
     config["recipes"]["sl"]["momentum"] = 0.8
     changed.write_text(yaml.safe_dump(config))
     runs = planned_jobs(smk(workdir, "-n", configfile=changed).stdout, "train_model")
-    assert runs and all("_sl_" in r for r in runs) and len(runs) == 14
+    # 14 on IN-Caps (Figs. 3, 19, claims) and SL and frozen SL of the scale study
+    assert runs and all("_sl_" in r for r in runs) and len(runs) == 16
 
 
 def test_paper_variant_kinds_are_wired_into_the_dag(workdir):

@@ -2,14 +2,16 @@
 
 x = the training set's size (rows, log axis); panels (a) top-1, (b) ρ(freq, acc), (c) mean NC1,
 (d) mean NC2_M of the default evaluation set. CLIP runs are lines coloured by text-tower mode
-(the recipe's label); SL runs are black ✖ (one per recipe, dashed where several sizes). Each
-point is the mean over seeds.
+(the recipe's label); SL runs are ✖ in the colour of the CLIP mode with the same label (e.g.
+a frozen CLIP head), black otherwise, dashed where several sizes. Each point is the mean over
+seeds; the x ticks are the sizes trained on.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import NullLocator
 
 from tailstudy.figures.style import legend_right
 from tailstudy.io import UserError
@@ -38,6 +40,13 @@ def series(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["objective", "recipe", "n_train"]).reset_index(drop=True)
 
 
+def _size(n: float) -> str:
+    """A tick label for a training-set size: 3.26M, 407k, 776."""
+    if n >= 1e6:
+        return f"{n / 1e6:.3g}M"
+    return f"{n / 1e3:.3g}k" if n >= 1e4 else f"{n:.0f}"
+
+
 def plot(table: pd.DataFrame, spec: dict, eval_root):
     import matplotlib.pyplot as plt
 
@@ -57,11 +66,14 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
                 d[stat],
                 marker="X",
                 ms=9,
-                color="k",
+                color=colours.get(label, "k"),
                 ls="--" if len(d) > 1 else "none",
                 label=f"SL {label}",
             )
         ax.set_xscale("log")
+        sizes = sorted(data["n_train"].unique())
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(sizes, [_size(n) for n in sizes], rotation=45 if len(sizes) > 4 else 0)
         ax.set_xlabel("training-set size (images)")
         ax.set_title(title)
     legend_right(fig, axes[:1])
