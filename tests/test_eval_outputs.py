@@ -36,6 +36,24 @@ def test_head_tail_accuracy():
         head_tail_accuracy(acc, np.array([1, 1]))
 
 
+def test_classifier_affinity_of_a_trimmed_run_takes_the_recorded_tail():
+    """Ceil 0 leaves the tail's counts all 0: the trim's T_N (rarest first) gives the tail rows
+    and their order; the head rows are drawn as from the untrimmed counts."""
+    rng = np.random.default_rng(1)
+    c, d, n = 20, 6, 4
+    head = rng.normal(size=(c, d))
+    before = rng.permutation(np.arange(c) * 7 + 3)
+    t_n = tail_classes(before, n)
+    after = before.copy()
+    after[t_n] = 0
+    untrimmed = classifier_affinity(head, before, n_tail=n, n_head=5)
+    trimmed = classifier_affinity(head, after, n_tail=n, n_head=5, tail=t_n)
+    assert trimmed["classes"].tolist() == untrimmed["classes"].tolist()
+    assert trimmed["classes"][-n:].tolist() == t_n[::-1].tolist()  # rarest last
+    with pytest.raises(UserError, match="the tail has 4 classes, not n_tail = 3"):
+        classifier_affinity(head, after, n_tail=3, n_head=5, tail=t_n)
+
+
 def test_classifier_affinity_orders_rows_and_draws_head_classes():
     rng = np.random.default_rng(0)
     c, d = 30, 8

@@ -149,3 +149,65 @@ def test_tail_trim_figure_splits_by_ceil_and_part(tmp_path):
             FigureInputs([_without(_without(path, "tail_n", tmp_path), "tail_ceil", tmp_path)]),
             tmp_path / "x.pdf",
         )
+
+
+def test_tail_case_figure_reads_the_runs_metrics(tmp_path):
+    """Fig. 9 on hand-made metrics files: (a) the affinity matrices of the first two series,
+    (b) the tail's accuracy and #pred in descending pre-trim frequency."""
+    import numpy as np
+    import pandas as pd
+
+    from tailstudy.evaluate.metrics import NC_KEYS
+    from tailstudy.evaluate.outputs import metrics_arrays, save_arrays
+    from tailstudy.figures import FigureInputs, render
+    from tailstudy.figures.tail_case import metrics_path
+
+    c, d, tail = 12, 4, np.array([7, 2, 9])  # T_N rarest first
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, recipe in enumerate(("sl", "sl-frozen", "sl-frozen-sub")):
+        run = f"trim_sl_{recipe}_s0"
+        conf = np.diag(np.arange(c) + 1 + i) + 1
+        freq = np.arange(c) * 10 + 20
+        freq[tail] = 0
+        nc = {k: np.zeros(c) for k in NC_KEYS}
+        arrays = metrics_arrays(conf, 0.5, nc, freq, rng.normal(size=(c, d)), tail)
+        path = metrics_path(tmp_path / "eval", run, "val")
+        path.parent.mkdir(parents=True)
+        save_arrays(path, arrays)
+        rows.append(
+            {"run_id": run, "model": "sl", "recipe": recipe, "seed": 0, "eval_dataset": "val"}
+        )
+    table = tmp_path / "trim.tsv"
+    pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
+    spec = {
+        "plot": "tail-case",
+        "studies": ["s"],
+        "paper_label": "Fig. 9",
+        "caption": "c",
+        "n_head": 5,
+        "select": {
+            "Rand": {"recipe": "sl"},
+            "Frozen": {"recipe": "sl-frozen"},
+            "Sub": {"recipe": "sl-frozen-sub"},
+        },
+    }
+    render(spec, FigureInputs([table], eval_root=tmp_path / "eval"), tmp_path / "fig.pdf")
+    data = pd.read_csv(tmp_path / "fig.csv")
+    a, b = data[data["panel"] == "a"], data[data["panel"] == "b"]
+    assert set(a["series"]) == {"Rand", "Frozen"} and len(a) == 2 * (5 + 3) ** 2
+    diag = a[a["row"] == a["col"]]
+    assert np.allclose(diag["cosine"], 1.0, atol=1e-3)  # float16 class vectors
+    sub = b[b["series"] == "Sub"]
+    assert sub["class"].tolist() == [9, 2, 7]  # descending frequency before the trim
+    conf = np.diag(np.arange(c) + 3) + 1
+    acc = np.diag(conf) / conf.sum(1)
+    assert sub["acc"].to_numpy() == pytest.approx(acc[[9, 2, 7]], abs=1e-4)
+    assert sub["pred"].tolist() == conf.sum(0)[[9, 2, 7]].tolist()
+    untrimmed = {**spec, "select": {"Rand": {"recipe": "sl"}}}
+    save_arrays(
+        metrics_path(tmp_path / "eval", "trim_sl_sl_s0", "val"),
+        metrics_arrays(np.eye(c, dtype=int), 1.0, {k: np.zeros(c) for k in NC_KEYS}, np.ones(c)),
+    )
+    with pytest.raises(UserError, match="metrics.npz has no class_vectors: select a trimmed"):
+        render(untrimmed, FigureInputs([table], eval_root=tmp_path / "eval"), tmp_path / "x.pdf")

@@ -197,8 +197,15 @@ def test_evaluation_on_a_class_subset_aligns_by_wnid(tiny_dataset, tmp_path, obj
     _, full = evaluate(cfg, model, data, classes, counts, "cpu")
     order = [4, 1, 3]
     sub_set = load_split(_subset_eval_set(tiny_dataset, tmp_path / "val3", order), progress=False)
-    summary, sub = evaluate(cfg, model, sub_set, classes, counts, "cpu")
+    wnids = classes["wnid"].tolist()
+    summary, sub = evaluate(
+        cfg, model, sub_set, classes, counts, "cpu", tail_wnids=[wnids[5], wnids[3], wnids[1]]
+    )
     assert sub["freq"].tolist() == [5, 20, 8]  # the training counts of the evaluated classes
+    # the classifier's vectors of the evaluated classes (Fig. 9a), the same as over all classes
+    assert sub["class_vectors"].shape == (3, full["class_vectors"].shape[1])
+    np.testing.assert_allclose(sub["class_vectors"], full["class_vectors"][order], atol=1e-3)
+    assert sub["tail"].tolist() == [2, 1]  # T_N's evaluated classes in rarity order (3, then 1)
     assert sub["confusion"].shape == (3, 3) and summary["n_samples"] == 5 + 20 + 8
     # an image whose prediction over all classes is one of the subset keeps it over the subset
     full_sub = full["confusion"][np.ix_(order, order)]

@@ -12,7 +12,7 @@ from tailstudy.io import UserError
 
 
 def classifier_affinity(
-    head, counts, n_tail: int = 50, n_head: int = 50, seed: int = 42
+    head, counts, n_tail: int = 50, n_head: int = 50, seed: int = 42, tail=None
 ) -> dict[str, np.ndarray]:
     """Cosine matrix of a sample of head classes followed by the tail classes (Fig. 9a).
 
@@ -22,7 +22,11 @@ def classifier_affinity(
     ``np.random.RandomState(seed).choice`` (the study's ``np.random.seed(42)``), kept in the
     order drawn, and the ``n_tail`` tail rows appended. Returns ``classes`` (the labels of the
     rows and columns, in that order) and ``affinity``, the cosine matrix of their L2-normalised
-    rows."""
+    rows.
+
+    A trimmed run's counts no longer rank its tail (ceil 0 leaves them all 0): ``tail`` (T_N,
+    rarest first, as the trim recorded it) then gives the tail and its order, ``n_tail`` is its
+    length, and the other classes keep their order by ``counts``."""
     head = np.asarray(head, dtype=np.float64)
     counts = np.asarray(counts)
     if head.ndim != 2 or counts.shape != (len(head),):
@@ -35,6 +39,11 @@ def classifier_affinity(
             f"cannot draw {n_head} head classes and {n_tail} tail classes from {c} classes"
         )
     order = tail_classes(counts, c)[::-1]
+    if tail is not None:
+        tail = np.asarray(tail, dtype=np.int64)
+        if len(tail) != n_tail:
+            raise UserError(f"the tail has {len(tail)} classes, not n_tail = {n_tail}")
+        order = np.concatenate([order[~np.isin(order, tail)], tail[::-1]])
     pick = np.random.RandomState(seed).choice(c - n_tail, n_head, replace=False)
     classes = np.concatenate([order[pick], order[c - n_tail :]])
     rows = head[classes]

@@ -101,12 +101,13 @@ def evaluate(
     preds = torch.cat(preds).numpy()
     labels = torch.cat(ys).numpy()  # in the order the batches came (features, predictions)
     conf = confusion_matrix(labels, preds, c)
-    nc = neural_collapse(np.concatenate(feats), labels, clf.weights.float().cpu().numpy())
-    arrays = metrics_arrays(conf, top5 / max(1, len(data)), nc, freq)
+    vectors = clf.weights.float().cpu().numpy()  # D×C
+    nc = neural_collapse(np.concatenate(feats), labels, vectors)
     tail = None
-    if tail_wnids is not None:
-        is_tail = set(tail_wnids)
-        tail = np.flatnonzero([w in is_tail for w in data.classes["wnid"]]).astype(np.int64)
+    if tail_wnids is not None:  # T_N's evaluation classes, rarest first
+        where = {w: i for i, w in enumerate(data.classes["wnid"])}
+        tail = np.array([where[w] for w in tail_wnids if w in where], dtype=np.int64)
+    arrays = metrics_arrays(conf, top5 / max(1, len(data)), nc, freq, vectors.T, tail)
     summary = metrics_summary(arrays, tail)
     summary["top5_micro"] = arrays["top5"]
     summary["n_train"] = int(np.sum(train_counts))  # the training set's size (Fig. 5's x)

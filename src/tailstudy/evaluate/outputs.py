@@ -4,7 +4,10 @@
 ``nc2_M``, ``nc2nn_M``, ``nc2_W``, ``nc2nn_W`` (length C, evaluation-class order), ``top1`` and
 ``top5`` (fractions), and ``freq``, the frequency vector the summary correlates with (the run's
 training-set counts of the evaluation classes). acc, pred and top1 are derived from the
-confusion matrix here, so they always agree with it."""
+confusion matrix here, so they always agree with it. Evaluations of trained runs also keep
+``class_vectors`` (C×D, the classifier's class vectors the NC metrics used, float16: Fig. 9a's
+affinity) and, for a trimmed-tail run, ``tail`` (the positions of T_N among the evaluation
+classes, rarest first: Fig. 9b's order)."""
 
 from __future__ import annotations
 
@@ -17,10 +20,12 @@ from tailstudy.io import UserError, atomic_path, write_json
 
 PER_CLASS_KEYS = ("acc", "pred", *NC_KEYS, "freq")
 METRICS_KEYS = ("confusion", *PER_CLASS_KEYS, "top1", "top5")
+OPTIONAL_KEYS = ("class_vectors", "tail")
 
 
-def metrics_arrays(confusion, top5: float, nc: dict, freq) -> dict:
-    """The contents of ``metrics.npz``, checked: ``nc`` is :func:`neural_collapse`'s mapping."""
+def metrics_arrays(confusion, top5: float, nc: dict, freq, class_vectors=None, tail=None) -> dict:
+    """The contents of ``metrics.npz``, checked: ``nc`` is :func:`neural_collapse`'s mapping;
+    ``class_vectors`` (C×D) and ``tail`` (positions of T_N, rarest first) are kept when given."""
     confusion = np.asarray(confusion)
     if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1]:
         raise UserError(f"the confusion matrix must be C×C, got shape {confusion.shape}")
@@ -46,6 +51,16 @@ def metrics_arrays(confusion, top5: float, nc: dict, freq) -> dict:
             f"{', '.join(bad)} must have one value per class ({c}, the confusion matrix's), got "
             + ", ".join(str(out[k].shape) for k in bad)
         )
+    if class_vectors is not None:
+        vectors = np.asarray(class_vectors)
+        if vectors.ndim != 2 or len(vectors) != c:
+            raise UserError(f"class_vectors must be C×D with C = {c}, got shape {vectors.shape}")
+        out["class_vectors"] = vectors.astype(np.float16)
+    if tail is not None:
+        tail = np.asarray(tail, dtype=np.int64)
+        if len(tail) and (tail.min() < 0 or tail.max() >= c or len(set(tail)) != len(tail)):
+            raise UserError(f"tail must be distinct class positions below {c}, got {tail}")
+        out["tail"] = tail
     return out
 
 
@@ -90,7 +105,8 @@ def write_metrics(
 def save_arrays(npz_path: str | Path, arrays: dict) -> None:
     """Write :func:`metrics_arrays`'s contents as ``metrics.npz`` (complete or not at all)."""
     with atomic_path(npz_path, suffix=".npz") as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **{k: arrays[k] for k in METRICS_KEYS})
+        keys = [*METRICS_KEYS, *(k for k in OPTIONAL_KEYS if k in arrays)]
+        np.savez_compressed(f, **{k: arrays[k] for k in keys})
 
 
 def read_metrics(npz_path: str | Path) -> dict:

@@ -31,6 +31,7 @@ KINDS: dict[str, FigureKind] = {
     "pearson-spearman": FigureKind(RUNS, "pearson_spearman:plot", ("studies",)),
     "scale": FigureKind(RUNS, "scale:plot", ("studies",)),
     "tail-trim": FigureKind(RUNS, "tail_trim:plot", ("studies",)),
+    "tail-case": FigureKind(RUNS, "tail_case:plot", ("studies", "select")),
     "categories": FigureKind(
         RUNS, "categories:plot", ("studies", "categories", "statistics", "select")
     ),
