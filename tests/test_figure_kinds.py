@@ -211,3 +211,43 @@ def test_tail_case_figure_reads_the_runs_metrics(tmp_path):
     )
     with pytest.raises(UserError, match="metrics.npz has no class_vectors: select a trimmed"):
         render(untrimmed, FigureInputs([table], eval_root=tmp_path / "eval"), tmp_path / "x.pdf")
+
+
+def test_binned_figure_bins_each_series_by_decade_and_draws_pending_panels(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from tailstudy.figures import FigureInputs, render
+    from tailstudy.figures.pearson_spearman import per_class_path
+
+    freq = np.array([0, 3, 7, 20, 50, 500])
+    rows = []
+    for run, acc in (("a_sl_sl_s0", [0, 0, 0.2, 0.4, 0.6, 1.0]), ("a_clip_clip_s0", [0.1] * 6)):
+        path = per_class_path(tmp_path / "eval", run, "val")
+        path.parent.mkdir(parents=True)
+        pd.DataFrame({"freq": freq, "acc": acc, "pred": freq // 2}).to_csv(path, sep="\t")
+        rows.append({"run_id": run, "model": run.split("_")[1], "seed": 0, "eval_dataset": "val"})
+    table = tmp_path / "t.tsv"
+    pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
+    spec = {
+        "plot": "binned",
+        "studies": ["s"],
+        "paper_label": "Fig. 15a",
+        "caption": "c",
+        "select": {"CLIP": {"model": "clip"}, "SL": {"model": "sl"}},
+        "select_order": ["SL", "CLIP"],
+        "pending": {"Other": "not evaluated yet"},
+    }
+    render(spec, FigureInputs([table], eval_root=tmp_path / "eval"), tmp_path / "fig.pdf")
+    data = pd.read_csv(tmp_path / "fig.csv")
+    assert list(dict.fromkeys(data["series"])) == ["SL", "CLIP", "Other"]
+    sl = data[(data["series"] == "SL") & (data["statistic"] == "acc")]
+    assert sl["bin_high"].tolist() == [1, 10, 100, 1000]  # [0, 1), then decades
+    assert sl["n"].tolist() == [1, 2, 2, 1]
+    assert sl["mean"].tolist() == pytest.approx([0, 0.1, 0.5, 1.0])
+    assert sl["std"].tolist() == pytest.approx([0, 0.1, 0.1, 0])
+    other = data[data["series"] == "Other"]
+    assert len(other) == 2 and (other["note"] == "not evaluated yet").all()
+    spec["pending"] = {"SL": "x"}
+    with pytest.raises(UserError, match="SL is both selected and pending"):
+        render(spec, FigureInputs([table], eval_root=tmp_path / "eval"), tmp_path / "x.pdf")

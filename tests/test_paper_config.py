@@ -118,7 +118,7 @@ def test_paper_dry_run_plans_every_job(workdir):
     assert counts["collect_study"] == 10 and counts["collect_probes"] == 1
     assert counts["probe_features"] == 6  # once per DINO run
     assert counts["linear_probe"] == 6 * TRANSFER_SETS
-    assert counts["render_figure"] == 18
+    assert counts["render_figure"] == 19
     assert counts["compare_to_paper"] == 1
     assert counts["build_variant"] == 38
     # the data rules: 4 local image sets; LAIONet per metadata part; -Cls per caption file; the

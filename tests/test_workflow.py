@@ -34,7 +34,7 @@ def test_dry_run_job_counts_for_the_embedded_config(workdir):
         # 14 + 14 + 15 runs, 5 shared, + the pre-training run; 7 DINO runs (1 + 2 arms x 3 seeds);
         # the scale study: 4 fractions x 4 text towers, 2 x 2 more seeds, SL and frozen SL
         "write_run_config": 39 + 7 + 22,
-        "write_spec": 37,  # 6 datasets, 17 variants, 12 figures, claims, the paper comparison
+        "write_spec": 38,  # 6 datasets, 17 variants, 13 figures, claims, the paper comparison
         "build_dataset": 6,  # incaps, val, pretrain, web, the 2 transfer tasks
         "build_variant": 17,  # 9 caption variants, pretrain, web-cls and its 5 fractions, incaps-f4
         "train_model": 39 + 7 + 22,
@@ -46,7 +46,7 @@ def test_dry_run_job_counts_for_the_embedded_config(workdir):
         "wordnet": 1,
         "count_shard": 6,  # web, pretrain, incaps captions x imagenet, imagenet100
         "merge_counts": 6,
-        "render_figure": 12,
+        "render_figure": 13,
         "check_claims": 1,
         "compare_to_paper": 1,
         "all_figures": 1,

@@ -160,6 +160,8 @@ class Pipeline:
                     "dataset_labels": self.probe.get("labels", {}),
                     "paper_datasets": self.probe.get("paper_names", {}),
                 }
+            if spec.get("select"):  # the series' order (spec files have sorted keys)
+                spec = {**spec, "select_order": list(spec["select"])}
             return {"name": name, **spec, **({"corpus_specs": used} if used else {})}
         if kind == "claims":
             return {"claims": config.get("claims", [])}

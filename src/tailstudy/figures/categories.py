@@ -19,6 +19,7 @@ import pandas as pd
 import seaborn as sns
 
 from tailstudy.analysis.claims import select
+from tailstudy.figures.kinds import selected
 from tailstudy.figures.style import legend_right
 from tailstudy.io import UserError
 
@@ -55,7 +56,7 @@ def _value(rows: pd.DataFrame, stat: str, dataset: str | None, what: str) -> pd.
 
 def series(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     """One row per (arm, category, statistic): the mean over seeds and the number of seeds."""
-    arms = spec.get("select") or {}
+    arms = selected(spec)
     if not arms:
         raise UserError("the categories plot needs a 'select' block naming its arms")
     stats, dataset = spec["statistics"], spec.get("dataset")

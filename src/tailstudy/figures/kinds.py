@@ -32,6 +32,7 @@ KINDS: dict[str, FigureKind] = {
     "scale": FigureKind(RUNS, "scale:plot", ("studies",)),
     "tail-trim": FigureKind(RUNS, "tail_trim:plot", ("studies",)),
     "tail-case": FigureKind(RUNS, "tail_case:plot", ("studies", "select")),
+    "binned": FigureKind(RUNS, "binned:plot", ("studies", "select")),
     "categories": FigureKind(
         RUNS, "categories:plot", ("studies", "categories", "statistics", "select")
     ),
@@ -43,6 +44,15 @@ KINDS: dict[str, FigureKind] = {
     "probe-delta": FigureKind(PROBES, "probes:delta", ("studies", "baseline")),
     "probe-table": FigureKind(PROBES, "probes:table", ("studies",)),
 }
+
+
+def selected(spec: dict) -> dict:
+    """A figure's ``select`` block (series label -> run filter) in the config's order, which
+    sets the series' order and colours: spec files are written with sorted keys, so the figure's
+    spec carries that order as ``select_order`` (``Pipeline.spec``)."""
+    chosen = spec.get("select") or {}
+    order = [k for k in spec.get("select_order", []) if k in chosen]
+    return {k: chosen[k] for k in [*order, *(k for k in chosen if k not in order)]}
 
 
 def kind_of(spec: dict, name: str = "") -> FigureKind:

@@ -15,6 +15,7 @@ import pandas as pd
 from tailstudy import layout as L
 from tailstudy.analysis.claims import select
 from tailstudy.evaluate.metrics import pearson, pearson_log, spearman
+from tailstudy.figures.kinds import selected
 from tailstudy.io import UserError
 
 
@@ -28,7 +29,7 @@ def per_class_path(eval_root, run: str, dataset: str) -> Path:
 def plot(table: pd.DataFrame, spec: dict, eval_root):
     import matplotlib.pyplot as plt
 
-    chosen = spec.get("select") or {}
+    chosen = selected(spec)
     if not chosen:
         raise UserError("the pearson-spearman plot needs a 'select' block naming its series")
     frames = []

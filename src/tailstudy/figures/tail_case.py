@@ -23,6 +23,7 @@ from tailstudy import layout as L
 from tailstudy.analysis.claims import select
 from tailstudy.evaluate.auxiliary import classifier_affinity
 from tailstudy.evaluate.outputs import read_metrics
+from tailstudy.figures.kinds import selected
 from tailstudy.io import UserError
 
 COLOURS = ("0.55", "tab:green", "tab:blue", "tab:orange", "tab:purple")  # paper: grey, green, blue
@@ -35,7 +36,7 @@ def metrics_path(eval_root, run: str, dataset: str) -> Path:
 
 
 def _series(table: pd.DataFrame, spec: dict, eval_root) -> dict[str, tuple[str, dict]]:
-    chosen = spec.get("select") or {}
+    chosen = selected(spec)
     out = {}
     for label, flt in chosen.items():
         rows = select(table, flt).sort_values("seed")
