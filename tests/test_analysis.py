@@ -333,6 +333,40 @@ def test_categories_reads_each_arm_per_training_set_and_evaluation_set():
     assert square[0].get_marker() == "s" and list(square[0].get_xdata()) == [1]
 
 
+def test_categories_elsewhere_repeats_same_as_arms_and_leaves_the_others_out():
+    """Fig. 6b: a training set this workflow does not train on; SL repeats its -Cls point there,
+    CLIP (a model pre-trained elsewhere) has no point and its CSV rows say why."""
+    from tailstudy.figures import categories
+
+    spec = {
+        "categories": ["small", "corpus"],
+        "elsewhere": {
+            "corpus": {
+                "label": "Corpus",
+                "note": "pre-trained elsewhere",
+                "same_as": {"SL": "small"},
+            }
+        },
+        "dataset": "val100",
+        "statistics": ["rho_acc"],
+        "select": {"CLIP": {"recipe": "clip"}, "SL": {"model": "sl"}},
+    }
+    fig, data = categories.plot(_category_table(), spec, None)
+    got = data.set_index(["arm", "category"])
+    assert got.loc[("SL", "corpus"), "value"] == got.loc[("SL", "small"), "value"]
+    assert got.loc[("SL", "corpus"), "variant"] == "small"
+    assert np.isnan(got.loc[("CLIP", "corpus"), "value"])
+    assert got.loc[("CLIP", "corpus"), "note"] == "pre-trained elsewhere"
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Small", "Corpus"]
+    clip = [ln for ln in ax.lines if ln.get_label().startswith("CLIP")][0]
+    assert list(clip.get_xdata()) == [0]  # no CLIP point at the corpus
+    assert any("CLIP: trained elsewhere" in t.get_text() for t in ax.texts)
+    bad = {**spec, "elsewhere": {"corpus": {"same_as": {"SL": "corpus"}}}}
+    with pytest.raises(UserError, match="same_as SL: corpus needs an arm of select"):
+        categories.series(_category_table(), bad)
+
+
 def test_categories_name_what_is_missing():
     from tailstudy.figures import categories
 

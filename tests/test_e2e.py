@@ -38,7 +38,7 @@ def test_all_figures_end_to_end_and_claims_hold(tmp_path):
     import yaml
 
     figures = yaml.safe_load((REPO / "config.yaml").read_text())["figures"]
-    assert len(figures) == 13
+    assert len(figures) == 14
     for fig in figures:
         for ext in ("pdf", "png", "csv"):
             assert (results / "figures" / f"{fig}.{ext}").stat().st_size > 0
@@ -72,6 +72,11 @@ def test_all_figures_end_to_end_and_claims_hold(tmp_path):
     binned = pd.read_csv(results / "figures" / "fig15a-binned.csv")
     per_panel = binned.groupby(["series", "statistic"])["n"].sum()
     assert len(per_panel) == 4 and (per_panel == 100).all()  # every evaluated class, once
+    web = pd.read_csv(results / "figures" / "fig06b-web-cls.csv").set_index(["arm", "category"])
+    assert (
+        web.loc[("SL", "web"), "value"].tolist() == web.loc[("SL", "web-cls-f2"), "value"].tolist()
+    )
+    assert web.loc[("CLIP", "web"), "value"].isna().all()  # pre-trained elsewhere: a note
     # F6 (more data: higher top-1, lower rho(freq, acc)) is reported, not asserted: at the
     # embedded budget rho rises with scale as the smaller fractions leave chance (see README)
     f6 = claims[claims["claim"] == "F6"]

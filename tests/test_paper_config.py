@@ -118,7 +118,7 @@ def test_paper_dry_run_plans_every_job(workdir):
     assert counts["collect_study"] == 10 and counts["collect_probes"] == 1
     assert counts["probe_features"] == 6  # once per DINO run
     assert counts["linear_probe"] == 6 * TRANSFER_SETS
-    assert counts["render_figure"] == 19
+    assert counts["render_figure"] == 20
     assert counts["compare_to_paper"] == 1
     assert counts["build_variant"] == 38
     # the data rules: 4 local image sets; LAIONet per metadata part; -Cls per caption file; the
@@ -205,7 +205,7 @@ def test_editing_one_recipe_value_reruns_only_its_runs(tmp_path, config):
     changed = copy.deepcopy(config)
     changed["recipes"]["sl-k50"]["lr"] = 0.05
     path = tmp_path / "changed.yaml"
-    path.write_text(yaml.safe_dump(changed))
+    path.write_text(yaml.safe_dump(changed, sort_keys=False))
     out = smk(workdir, "-n", configfile=path, replace=True).stdout
     assert planned_jobs(out, "train_model") == {"incaps-full_sl_sl-k50_s0"}
     counts = job_counts(out)

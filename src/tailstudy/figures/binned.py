@@ -17,9 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tailstudy.analysis.claims import select
 from tailstudy.analysis.stats import binned, decade_edges
-from tailstudy.figures.kinds import selected
+from tailstudy.figures.kinds import series_runs
 from tailstudy.figures.pearson_spearman import per_class_path
 from tailstudy.io import UserError
 
@@ -32,15 +31,11 @@ def _bin_label(low: float, high: float) -> str:
 
 def series(table: pd.DataFrame, spec: dict, eval_root) -> pd.DataFrame:
     """One row per (series, statistic, bin): n, mean and std; pending series one row each."""
-    chosen = selected(spec)
+    chosen = series_runs(table, spec)
     stats = spec.get("per_class") or ["acc", "pred"]
     per_decade = int(spec.get("per_decade", 1))
     frames = []
-    for label, flt in chosen.items():
-        rows = select(table, flt).sort_values("seed")
-        if rows.empty:
-            raise UserError(f"figure series {label}: no run matches {flt}")
-        run, dataset = rows.iloc[0]["run_id"], rows.iloc[0]["eval_dataset"]
+    for label, (run, dataset) in chosen.items():
         pc = pd.read_csv(per_class_path(eval_root, run, dataset), sep="\t")
         missing = [s for s in ("freq", *stats) if s not in pc.columns]
         if missing:

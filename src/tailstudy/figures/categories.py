@@ -11,6 +11,12 @@ and for CLIP with a random-init text tower. With ``twin_axes`` the second statis
 right axis. ``dataset`` names the evaluation set the statistics are read from (default: each
 run's own); each of ``references`` (label -> ``at``: a category, ``select``: a filter naming its
 variant) is drawn as ■ at that category. Each point is the mean over seeds.
+
+A category in ``elsewhere`` is a training set whose models this workflow does not train (Fig. 6b:
+YFCC-15M itself, where the paper's CLIP is a pre-trained OpenCLIP model): its ``label`` names
+the x position, an arm in its ``same_as`` (arm -> category) is drawn there with that category's
+value (SL cannot use the unlabelled images, so the paper repeats its -Cls point), and every
+other arm has no point there; its CSV row says why (``note``).
 """
 
 from __future__ import annotations
@@ -89,9 +95,39 @@ def series(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
                 }
             )
 
+    elsewhere = spec.get("elsewhere") or {}
+    for name, e in elsewhere.items():
+        if name not in spec["categories"]:
+            raise UserError(f"figure category {name} in elsewhere is not one of its categories")
+        for arm, at in (e.get("same_as") or {}).items():
+            if arm not in arms or at not in spec["categories"] or at in elsewhere:
+                raise UserError(
+                    f"elsewhere {name}: same_as {arm}: {at} needs an arm of select and a "
+                    "category trained here"
+                )
+        variant_label[name] = e.get("label", name)
     for arm, flt in arms.items():
         for category in spec["categories"]:
-            add(arm, flt, category, category)
+            if category not in elsewhere:
+                add(arm, flt, category, category)
+                continue
+            same = (elsewhere[category].get("same_as") or {}).get(arm)
+            if same is not None:
+                add(arm, flt, same, category)
+                continue
+            for stat in stats:
+                rows.append(
+                    {
+                        "arm": arm,
+                        "category": category,
+                        "category_label": str(variant_label[category]),
+                        "statistic": stat,
+                        "value": float("nan"),
+                        "n_seeds": 0,
+                        "reference": False,
+                        "note": elsewhere[category].get("note", "not trained by this workflow"),
+                    }
+                )
     for label, ref in (spec.get("references") or {}).items():
         if ref["at"] not in spec["categories"]:
             raise UserError(f"figure reference {label}: 'at' {ref['at']} is not a category")
@@ -119,6 +155,9 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
         a = axes.get(stat, ax)
         part = data[data["statistic"] == stat]
         for arm, d in part[~part["reference"]].groupby("arm", sort=False):
+            d = d[d["value"].notna()]  # no point where the arm's model is not trained here
+            if d.empty:
+                continue
             row = d.iloc[0]
             x = [categories.index(c) for c in d["category"]]
             a.plot(
@@ -139,6 +178,18 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
                 label=f"{r.arm}: {NAMES.get(stat, stat)}",
             )
         a.set_ylabel(NAMES.get(stat, stat) if len(axes) > 1 else "")
+    missing = data[data["value"].isna()]
+    for category, d in missing.groupby("category", sort=False):  # ``elsewhere`` gaps, named
+        arms = ", ".join(dict.fromkeys(d["arm"]))
+        ax.text(
+            categories.index(category),
+            0.03,
+            f"{arms}: trained elsewhere,\nnot evaluated yet",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            fontsize=7,
+            color="0.4",
+        )
     labels = data.drop_duplicates("category").set_index("category")["category_label"]
     ax.set_xticks(range(len(categories)), [labels.get(c, c) for c in categories])
     ax.set_xlabel("training set")

@@ -55,6 +55,20 @@ def selected(spec: dict) -> dict:
     return {k: chosen[k] for k in [*order, *(k for k in chosen if k not in order)]}
 
 
+def series_runs(table, spec: dict) -> dict[str, tuple[str, str]]:
+    """Each selected series' run, in the config's order: the lowest-seed run its filter matches
+    in the study ``table``, with that run's default evaluation set: label -> (run, dataset)."""
+    from tailstudy.analysis.claims import select
+
+    out = {}
+    for label, flt in selected(spec).items():
+        rows = select(table, flt).sort_values("seed")
+        if rows.empty:
+            raise UserError(f"figure series {label}: no run matches {flt}")
+        out[label] = (rows.iloc[0]["run_id"], rows.iloc[0]["eval_dataset"])
+    return out
+
+
 def kind_of(spec: dict, name: str = "") -> FigureKind:
     """The kind of a figure spec; an unknown ``plot`` is one line naming the known ones."""
     plot = spec["plot"]

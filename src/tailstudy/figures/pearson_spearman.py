@@ -13,9 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from tailstudy import layout as L
-from tailstudy.analysis.claims import select
 from tailstudy.evaluate.metrics import pearson, pearson_log, spearman
-from tailstudy.figures.kinds import selected
+from tailstudy.figures.kinds import series_runs
 from tailstudy.io import UserError
 
 
@@ -29,15 +28,11 @@ def per_class_path(eval_root, run: str, dataset: str) -> Path:
 def plot(table: pd.DataFrame, spec: dict, eval_root):
     import matplotlib.pyplot as plt
 
-    chosen = selected(spec)
+    chosen = series_runs(table, spec)
     if not chosen:
         raise UserError("the pearson-spearman plot needs a 'select' block naming its series")
     frames = []
-    for label, flt in chosen.items():
-        rows = select(table, flt).sort_values("seed")
-        if rows.empty:
-            raise UserError(f"figure series {label}: no run matches {flt}")
-        run, dataset = rows.iloc[0]["run_id"], rows.iloc[0]["eval_dataset"]
+    for label, (run, dataset) in chosen.items():
         pc = pd.read_csv(per_class_path(eval_root, run, dataset), sep="\t")
         pc.insert(0, "series", label)
         pc.insert(1, "run_id", run)

@@ -20,10 +20,9 @@ import numpy as np
 import pandas as pd
 
 from tailstudy import layout as L
-from tailstudy.analysis.claims import select
 from tailstudy.evaluate.auxiliary import classifier_affinity
 from tailstudy.evaluate.outputs import read_metrics
-from tailstudy.figures.kinds import selected
+from tailstudy.figures.kinds import series_runs
 from tailstudy.io import UserError
 
 COLOURS = ("0.55", "tab:green", "tab:blue", "tab:orange", "tab:purple")  # paper: grey, green, blue
@@ -36,13 +35,8 @@ def metrics_path(eval_root, run: str, dataset: str) -> Path:
 
 
 def _series(table: pd.DataFrame, spec: dict, eval_root) -> dict[str, tuple[str, dict]]:
-    chosen = selected(spec)
     out = {}
-    for label, flt in chosen.items():
-        rows = select(table, flt).sort_values("seed")
-        if rows.empty:
-            raise UserError(f"figure series {label}: no run matches {flt}")
-        run, dataset = rows.iloc[0]["run_id"], rows.iloc[0]["eval_dataset"]
+    for label, (run, dataset) in series_runs(table, spec).items():
         m = read_metrics(metrics_path(eval_root, run, dataset))
         for key in ("class_vectors", "tail"):
             if key not in m:
