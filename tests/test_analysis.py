@@ -363,7 +363,7 @@ def test_categories_elsewhere_repeats_same_as_arms_and_leaves_the_others_out():
     assert list(clip.get_xdata()) == [0]  # no CLIP point at the corpus
     assert any("CLIP: trained elsewhere" in t.get_text() for t in ax.texts)
     bad = {**spec, "elsewhere": {"corpus": {"same_as": {"SL": "corpus"}}}}
-    with pytest.raises(UserError, match="same_as SL: corpus needs an arm of select"):
+    with pytest.raises(UserError, match="same_as SL: corpus: corpus is trained elsewhere too"):
         categories.series(_category_table(), bad)
 
 

@@ -101,6 +101,21 @@ def test_scale_figure_draws_the_seed_means_per_mode_and_size(tmp_path):
     assert (tmp_path / "fig.png").stat().st_size > 0
     with pytest.raises(UserError, match="needs n_train"):
         render(spec, FigureInputs([_without(table_path, "n_train", tmp_path)]), tmp_path / "x.pdf")
+    # a third seed at the end points only (a claim's arms): the line keeps the shared seeds
+    extra = [
+        {**r, "run_id": r["run_id"][:-1] + "2", "seed": 2, "top1": 9.0}
+        for r in rows
+        if r["recipe"] == "clip" and r["n_train"] in (1000, 4000) and r["seed"] == 0
+    ]
+    pd.DataFrame(rows + extra).to_csv(table_path, sep="\t", index=False)
+    render(spec, FigureInputs([table_path]), tmp_path / "fig.pdf")
+    again = pd.read_csv(tmp_path / "fig.csv")
+    pd.testing.assert_frame_equal(again, data)
+    only_ends = pd.DataFrame([r for r in rows + extra if r["seed"] == 2 or r["recipe"] != "clip"])
+    only_ends.loc[only_ends["n_train"] == 4000, "seed"] = 3
+    only_ends.to_csv(table_path, sep="\t", index=False)
+    with pytest.raises(UserError, match="has no seed shared by all its training sizes"):
+        render(spec, FigureInputs([table_path]), tmp_path / "x.pdf")
 
 
 def _without(path, column, tmp_path):
@@ -209,7 +224,7 @@ def test_tail_case_figure_reads_the_runs_metrics(tmp_path):
         metrics_path(tmp_path / "eval", "trim_sl_sl_s0", "val"),
         metrics_arrays(np.eye(c, dtype=int), 1.0, {k: np.zeros(c) for k in NC_KEYS}, np.ones(c)),
     )
-    with pytest.raises(UserError, match="metrics.npz has no class_vectors: select a trimmed"):
+    with pytest.raises(UserError, match="metrics.npz has no class_vectors: it predates them"):
         render(untrimmed, FigureInputs([table], eval_root=tmp_path / "eval"), tmp_path / "x.pdf")
 
 
@@ -235,7 +250,7 @@ def test_binned_figure_bins_each_series_by_decade_and_draws_pending_panels(tmp_p
         "paper_label": "Fig. 15a",
         "caption": "c",
         "select": {"CLIP": {"model": "clip"}, "SL": {"model": "sl"}},
-        "select_order": ["SL", "CLIP"],
+        "key_order": {"select": ["SL", "CLIP"]},
         "pending": {"Other": "not evaluated yet"},
     }
     render(spec, FigureInputs([table], eval_root=tmp_path / "eval"), tmp_path / "fig.pdf")

@@ -200,13 +200,13 @@ def test_figure_specs_keep_the_series_order_of_the_config(config):
     """Spec files are written with sorted keys; the figure's series keep the config's order."""
     import json
 
-    from tailstudy.figures.kinds import selected
+    from tailstudy.figures.kinds import ordered
 
     p = Pipeline(config)
     spec = json.loads(p.spec_json("figures", "fig11a-pearson-spearman"))
     assert list(spec["select"]) == ["CLIP", "SL"]  # sorted on disk
     assert (
-        list(selected(spec))
+        list(ordered(spec))
         == ["SL", "CLIP"]
         == list(config["figures"]["fig11a-pearson-spearman"]["select"])
     )

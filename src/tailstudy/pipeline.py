@@ -24,7 +24,7 @@ from tailstudy.config import RunConfig
 from tailstudy.data.spec import variant_refs
 from tailstudy.evaluate.probe import MEAN as PROBE_STATISTIC
 from tailstudy.evaluate.probe import SPLITS as PROBE_SPLITS
-from tailstudy.figures.kinds import PROBES, kind_of
+from tailstudy.figures.kinds import ORDERED_KEYS, PROBES, kind_of
 from tailstudy.freq import plan as freq_plan
 from tailstudy.io import UserError
 
@@ -160,8 +160,9 @@ class Pipeline:
                     "dataset_labels": self.probe.get("labels", {}),
                     "paper_datasets": self.probe.get("paper_names", {}),
                 }
-            if spec.get("select"):  # the series' order (spec files have sorted keys)
-                spec = {**spec, "select_order": list(spec["select"])}
+            orders = {k: list(spec[k]) for k in ORDERED_KEYS if spec.get(k)}
+            if orders:  # series / panel / legend order (spec files have sorted keys)
+                spec = {**spec, "key_order": orders}
             return {"name": name, **spec, **({"corpus_specs": used} if used else {})}
         if kind == "claims":
             return {"claims": config.get("claims", [])}

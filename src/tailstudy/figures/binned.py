@@ -18,15 +18,23 @@ import numpy as np
 import pandas as pd
 
 from tailstudy.analysis.stats import binned, decade_edges
-from tailstudy.figures.kinds import series_runs
+from tailstudy.figures.kinds import ordered, series_runs
 from tailstudy.figures.pearson_spearman import per_class_path
 from tailstudy.io import UserError
 
 NAMES = {"acc": "accuracy", "pred": "# predictions"}
 
 
+def _edge(v: float) -> str:
+    k = np.log10(v) if v > 0 else None
+    if k is not None and float(k).is_integer() and k >= 3:
+        return f"$10^{{{int(k)}}}$"
+    return f"{v:.3g}"
+
+
 def _bin_label(low: float, high: float) -> str:
-    return "0" if high <= 1 else f"{low:.3g}–{high:.3g}"
+    """``0`` for the zero-count bin, else ``low–high`` (powers of ten from 1000 as 10^k)."""
+    return "0" if high <= 1 else f"{_edge(low)}–{_edge(high)}"
 
 
 def series(table: pd.DataFrame, spec: dict, eval_root) -> pd.DataFrame:
@@ -47,7 +55,7 @@ def series(table: pd.DataFrame, spec: dict, eval_root) -> pd.DataFrame:
             b.insert(1, "run_id", run)
             b.insert(2, "statistic", stat)
             frames.append(b)
-    for label, note in (spec.get("pending") or {}).items():
+    for label, note in ordered(spec, "pending").items():
         if label in chosen:
             raise UserError(f"figure series {label} is both selected and pending")
         for stat in stats:

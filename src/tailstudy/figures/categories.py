@@ -25,7 +25,7 @@ import pandas as pd
 import seaborn as sns
 
 from tailstudy.analysis.claims import select
-from tailstudy.figures.kinds import selected
+from tailstudy.figures.kinds import ordered
 from tailstudy.figures.style import legend_right
 from tailstudy.io import UserError
 
@@ -62,7 +62,7 @@ def _value(rows: pd.DataFrame, stat: str, dataset: str | None, what: str) -> pd.
 
 def series(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     """One row per (arm, category, statistic): the mean over seeds and the number of seeds."""
-    arms = selected(spec)
+    arms = ordered(spec)
     if not arms:
         raise UserError("the categories plot needs a 'select' block naming its arms")
     stats, dataset = spec["statistics"], spec.get("dataset")
@@ -95,17 +95,19 @@ def series(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
                 }
             )
 
-    elsewhere = spec.get("elsewhere") or {}
+    elsewhere = ordered(spec, "elsewhere")
     for name, e in elsewhere.items():
         if name not in spec["categories"]:
             raise UserError(f"figure category {name} in elsewhere is not one of its categories")
         for arm, at in (e.get("same_as") or {}).items():
-            if arm not in arms or at not in spec["categories"] or at in elsewhere:
-                raise UserError(
-                    f"elsewhere {name}: same_as {arm}: {at} needs an arm of select and a "
-                    "category trained here"
-                )
-        variant_label[name] = e.get("label", name)
+            where = f"figure category {name}: same_as {arm}: {at}"
+            if arm not in arms:
+                raise UserError(f"{where}: {arm} is not an arm of select")
+            if at not in spec["categories"]:
+                raise UserError(f"{where}: {at} is not one of the figure's categories")
+            if at in elsewhere:
+                raise UserError(f"{where}: {at} is trained elsewhere too; name one trained here")
+        variant_label[name] = e.get("label", variant_label.get(name, name))
     for arm, flt in arms.items():
         for category in spec["categories"]:
             if category not in elsewhere:
@@ -128,7 +130,7 @@ def series(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
                         "note": elsewhere[category].get("note", "not trained by this workflow"),
                     }
                 )
-    for label, ref in (spec.get("references") or {}).items():
+    for label, ref in ordered(spec, "references").items():
         if ref["at"] not in spec["categories"]:
             raise UserError(f"figure reference {label}: 'at' {ref['at']} is not a category")
         flt = {k: v for k, v in ref["select"].items() if k != "variant"}

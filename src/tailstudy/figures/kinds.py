@@ -46,13 +46,16 @@ KINDS: dict[str, FigureKind] = {
 }
 
 
-def selected(spec: dict) -> dict:
-    """A figure's ``select`` block (series label -> run filter) in the config's order, which
-    sets the series' order and colours: spec files are written with sorted keys, so the figure's
-    spec carries that order as ``select_order`` (``Pipeline.spec``)."""
-    chosen = spec.get("select") or {}
-    order = [k for k in spec.get("select_order", []) if k in chosen]
-    return {k: chosen[k] for k in [*order, *(k for k in chosen if k not in order)]}
+#: figure keys whose entries' order matters (series, panels, legend); spec files are written with
+#: sorted keys, so a figure's spec records their config order as ``key_order`` (``Pipeline.spec``)
+ORDERED_KEYS = ("select", "pending", "references", "elsewhere")
+
+
+def ordered(spec: dict, key: str = "select") -> dict:
+    """The mapping ``spec[key]`` (one of :data:`ORDERED_KEYS`) in the config's order."""
+    entries = spec.get(key) or {}
+    order = [k for k in (spec.get("key_order") or {}).get(key, []) if k in entries]
+    return {k: entries[k] for k in [*order, *(k for k in entries if k not in order)]}
 
 
 def series_runs(table, spec: dict) -> dict[str, tuple[str, str]]:
@@ -61,7 +64,7 @@ def series_runs(table, spec: dict) -> dict[str, tuple[str, str]]:
     from tailstudy.analysis.claims import select
 
     out = {}
-    for label, flt in selected(spec).items():
+    for label, flt in ordered(spec).items():
         rows = select(table, flt).sort_values("seed")
         if rows.empty:
             raise UserError(f"figure series {label}: no run matches {flt}")

@@ -15,14 +15,14 @@ import pandas as pd
 
 from tailstudy.analysis.claims import select
 from tailstudy.evaluate.probe import MEAN, PREFIX
-from tailstudy.figures.kinds import selected
+from tailstudy.figures.kinds import ordered
 from tailstudy.io import UserError
 
 AVG = "Avg"
 
 
 def _arms(table: pd.DataFrame, spec: dict) -> dict[str, dict]:
-    chosen = selected(spec)
+    chosen = ordered(spec)
     if chosen:
         return dict(chosen)
     return {

@@ -4,7 +4,7 @@ x = the training set's size (rows, log axis); panels (a) top-1, (b) ρ(freq, acc
 (d) mean NC2_M of the default evaluation set. CLIP runs are lines coloured by text-tower mode
 (the recipe's label); SL runs are ✖ in the colour of the CLIP mode with the same label (e.g.
 a frozen CLIP head), black otherwise, dashed where several sizes. Each point is the mean over
-seeds; the x ticks are the sizes trained on.
+the seeds its arm has at every size; the x ticks are the sizes trained on.
 """
 
 from __future__ import annotations
@@ -24,8 +24,22 @@ PANELS = (
 )
 
 
+def _common_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """The runs of each (objective, recipe) arm whose seed the arm has at every training size,
+    so that a line compares like with like (an arm with more seeds at its end points, as for a
+    claim, is drawn over the seeds all its points share)."""
+    kept = []
+    for arm, runs in table.groupby(["objective", "recipe"], dropna=False, sort=False):
+        common = set.intersection(*(set(g["seed"]) for _, g in runs.groupby("n_train")))
+        if not common:
+            raise UserError(f"scale plot: arm {arm} has no seed shared by all its training sizes")
+        kept.append(runs[runs["seed"].isin(common)])
+    return pd.concat(kept)
+
+
 def series(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds of every (objective, recipe, training size) arm."""
+    """Mean over seeds of every (objective, recipe, training size) arm (the seeds the arm has
+    at every size)."""
     stats = [s for s, _ in PANELS]
     missing = [c for c in ("n_train", *stats) if c not in table.columns]
     if missing:
@@ -34,7 +48,7 @@ def series(table: pd.DataFrame) -> pd.DataFrame:
             "re-run the evaluations of its runs"
         )
     keys = ["objective", "recipe", "recipe_label", "n_train"]
-    g = table.groupby(keys, dropna=False)
+    g = _common_seeds(table).groupby(keys, dropna=False)
     out = g[stats].mean().reset_index()
     out["n_seeds"] = g.size().to_numpy()
     return out.sort_values(["objective", "recipe", "n_train"]).reset_index(drop=True)

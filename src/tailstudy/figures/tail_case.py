@@ -4,7 +4,7 @@
 two, random-init and frozen CLIP heads): the cosine matrix of 50 head classes drawn with seed 42
 followed by the trimmed tail, rarest last (heatmap, vmin -0.15, vmax 1). (b) Per tail class, in
 descending order of their frequency before the trim: accuracy × 100 (left) and number of
-predictions (right) of every selected series, bars overlaid.
+predictions (right) of every selected series, bars side by side.
 
 Each series is the lowest-seed run its filter selects; the class vectors, the tail and the
 per-class numbers come from that run's ``metrics.npz`` (``class_vectors``, ``tail``, ``acc``,
@@ -38,16 +38,20 @@ def _series(table: pd.DataFrame, spec: dict, eval_root) -> dict[str, tuple[str, 
     out = {}
     for label, (run, dataset) in series_runs(table, spec).items():
         m = read_metrics(metrics_path(eval_root, run, dataset))
-        for key in ("class_vectors", "tail"):
-            if key not in m:
-                raise UserError(
-                    f"figure series {label}: {run}'s metrics.npz has no {key}: select a "
-                    "trimmed-tail run, or rerun its evaluation if it predates the key"
-                )
+        if "class_vectors" not in m:
+            raise UserError(
+                f"figure series {label}: {run}'s metrics.npz has no class_vectors: it predates "
+                "them; rerun its evaluation"
+            )
+        if "tail" not in m:
+            raise UserError(
+                f"figure series {label}: {run} is not a trimmed-tail run (its metrics.npz has no "
+                "tail): select a trim variant"
+            )
         out[label] = (run, m)
-    tails = {label: tuple(m["tail"]) for label, (_, m) in out.items()}
-    if len(set(tails.values())) > 1:
-        raise UserError(f"the selected runs were trimmed to different tails: {sorted(tails)}")
+    tails = {label: m["tail"].tolist() for label, (_, m) in out.items()}
+    if len({tuple(t) for t in tails.values()}) > 1:
+        raise UserError(f"the selected runs were trimmed to different tails: {tails}")
     return out
 
 
@@ -112,9 +116,10 @@ def plot(table: pd.DataFrame, spec: dict, eval_root):
         (axes[-2], "acc", 100.0, "(b) tail accuracy × 100"),
         (axes[-1], "pred", 1.0, "(b) tail # predictions"),
     ):
+        width = 0.9 / len(series)  # the series side by side within each class
         for i, (label, d) in enumerate(bars.groupby("series", sort=False)):
-            colour = COLOURS[i % len(COLOURS)]
-            ax.bar(d["tail_rank"], d[stat] * scale, width=0.9, alpha=0.6, color=colour, label=label)
+            x = d["tail_rank"] + (i - (len(series) - 1) / 2) * width
+            ax.bar(x, d[stat] * scale, width=width, color=COLOURS[i % len(COLOURS)], label=label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("tail class (descending frequency before the trim)")
     axes[-1].legend(fontsize=8, frameon=False)
