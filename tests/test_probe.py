@@ -161,6 +161,7 @@ def test_pipeline_wires_dino_studies_to_probes(config):
     assert p.claims_tables() == [
         "results/tables/claims-scratch.tsv",
         "results/tables/probe/dino-transfer.tsv",
+        "results/tables/web-scale.tsv",  # F6 (studies in name order)
     ]
     assert p.spec("figures", "fig10-dino-transfer")["probe_datasets"] == p.probe_datasets
     with pytest.raises(UserError, match="holds DINO runs"):
