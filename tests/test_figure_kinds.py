@@ -193,13 +193,9 @@ def test_tail_case_figure_reads_the_runs_metrics(tmp_path):
         rows.append(
             {"run_id": run, "model": "sl", "recipe": recipe, "seed": 0, "eval_dataset": "val"}
         )
-    table = tmp_path / "trim.tsv"
-    pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
+    table = _study_table(tmp_path, rows)
     spec = {
-        "plot": "tail-case",
-        "studies": ["s"],
-        "paper_label": "Fig. 9",
-        "caption": "c",
+        **_run_figure("tail-case", "Fig. 9"),
         "n_head": 5,
         "select": {
             "Rand": {"recipe": "sl"},
@@ -242,13 +238,9 @@ def test_binned_figure_bins_each_series_by_decade_and_draws_pending_panels(tmp_p
         path.parent.mkdir(parents=True)
         pd.DataFrame({"freq": freq, "acc": acc, "pred": freq // 2}).to_csv(path, sep="\t")
         rows.append({"run_id": run, "model": run.split("_")[1], "seed": 0, "eval_dataset": "val"})
-    table = tmp_path / "t.tsv"
-    pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
+    table = _study_table(tmp_path, rows)
     spec = {
-        "plot": "binned",
-        "studies": ["s"],
-        "paper_label": "Fig. 15a",
-        "caption": "c",
+        **_run_figure("binned", "Fig. 15a"),
         "select": {"CLIP": {"model": "clip"}, "SL": {"model": "sl"}},
         "key_order": {"select": ["SL", "CLIP"]},
         "pending": {"Other": "not evaluated yet"},
@@ -266,3 +258,15 @@ def test_binned_figure_bins_each_series_by_decade_and_draws_pending_panels(tmp_p
     spec["pending"] = {"SL": "x"}
     with pytest.raises(UserError, match="SL is both selected and pending"):
         render(spec, FigureInputs([table], eval_root=tmp_path / "eval"), tmp_path / "x.pdf")
+
+
+def _study_table(tmp_path, rows):
+    import pandas as pd
+
+    path = tmp_path / "study.tsv"
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return path
+
+
+def _run_figure(plot: str, paper_label: str) -> dict:
+    return {"plot": plot, "studies": ["s"], "paper_label": paper_label, "caption": "c"}
