@@ -8,6 +8,8 @@ their rules (``results/logs/{rule}/...``, ``results/benchmarks/{rule}/...``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 RESULTS = "results"
 
 RUN_TABLE = f"{RESULTS}/run_table.tsv"
@@ -75,3 +77,10 @@ COMPARE = f"{RESULTS}/compare_to_paper"  # .tsv, .html: the paper's numbers besi
 def path(pattern: str, **wildcards) -> str:
     """A pattern with its wildcards filled (every one must be given)."""
     return pattern.format(**wildcards)
+
+
+def eval_file(pattern: str, eval_root, **wildcards) -> Path:
+    """A file of an evaluation folder (``EVAL_PER_CLASS``, ``EVAL_METRICS``) under ``eval_root``
+    instead of ``EVAL_ROOT`` (the figures read evaluations from where they are told)."""
+    rel = Path(pattern).relative_to(EVAL_ROOT)
+    return Path(eval_root) / path(str(rel), **wildcards)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tailstudy import layout as L
 from tailstudy.analysis.stats import binned, decade_edges
 from tailstudy.figures.kinds import ordered, series_runs
-from tailstudy.figures.pearson_spearman import per_class_path
 from tailstudy.io import UserError
 
 NAMES = {"acc": "accuracy", "pred": "# predictions"}
@@ -44,7 +44,8 @@ def series(table: pd.DataFrame, spec: dict, eval_root) -> pd.DataFrame:
     per_decade = int(spec.get("per_decade", 1))
     frames = []
     for label, (run, dataset) in chosen.items():
-        pc = pd.read_csv(per_class_path(eval_root, run, dataset), sep="\t")
+        per_class = L.eval_file(L.EVAL_PER_CLASS, eval_root, run=run, dataset=dataset)
+        pc = pd.read_csv(per_class, sep="\t")
         missing = [s for s in ("freq", *stats) if s not in pc.columns]
         if missing:
             raise UserError(f"figure series {label}: {run}'s per_class.tsv lacks {missing}")

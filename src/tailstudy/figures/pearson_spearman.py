@@ -21,8 +21,7 @@ from tailstudy.io import UserError
 def per_class_path(eval_root, run: str, dataset: str) -> Path:
     """``per_class.tsv`` of a run's evaluation on ``dataset`` under ``eval_root``
     (``layout.EVAL_PER_CLASS``)."""
-    rel = Path(L.EVAL_PER_CLASS).relative_to(L.EVAL_ROOT)
-    return Path(eval_root) / str(rel).format(run=run, dataset=dataset)
+    return L.eval_file(L.EVAL_PER_CLASS, eval_root, run=run, dataset=dataset)
 
 
 def plot(table: pd.DataFrame, spec: dict, eval_root):

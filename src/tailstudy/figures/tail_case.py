@@ -30,8 +30,7 @@ COLOURS = ("0.55", "tab:green", "tab:blue", "tab:orange", "tab:purple")  # paper
 
 def metrics_path(eval_root, run: str, dataset: str) -> Path:
     """``metrics.npz`` of a run's evaluation on ``dataset`` under ``eval_root``."""
-    rel = Path(L.EVAL_METRICS).relative_to(L.EVAL_ROOT)
-    return Path(eval_root) / str(rel).format(run=run, dataset=dataset)
+    return L.eval_file(L.EVAL_METRICS, eval_root, run=run, dataset=dataset)
 
 
 def _series(table: pd.DataFrame, spec: dict, eval_root) -> dict[str, tuple[str, dict]]:
